@@ -1,0 +1,39 @@
+# memjax: two commands on a fresh machine.
+#   make demo   -- installs into .venv and runs the main job
+#   make test   -- installs into .venv (with the dev extra) and runs the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(wildcard $(SHARED_DATA)),)
+else
+export MEMJAX_DATA_DIR ?= $(SHARED_DATA)
+endif
+# Fake CPU devices so data-parallel code paths run on one CPU.
+export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
+WORKDIR ?= runs/demo
+
+.PHONY: demo test bench lint install clean
+
+$(VENV)/.installed: setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m experiments.babi.main --config=experiments/babi/configs/default.py --workdir=$(WORKDIR)
+
+test: install
+	$(PY) -m pytest -n auto --nbmake -q tests colab
+
+bench: install
+	$(PY) benchmarks/retrieval.py
+
+lint: install
+	$(VENV)/bin/ruff check memjax experiments tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

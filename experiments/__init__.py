@@ -1,0 +1,1 @@
+"""Experiment binaries: one folder per study."""

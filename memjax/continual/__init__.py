@@ -1,0 +1,1 @@
+"""Continual learning (replay, EWC, distillation). Not built yet."""

@@ -1,0 +1,1 @@
+"""Meta-learning (MAML, FOMAML, Reptile, ANIL) on Optax. Not built yet."""

@@ -1,0 +1,1 @@
+"""Complete models built from memories and layers."""

@@ -1,0 +1,1 @@
+"""Training utilities: checkpoints, results, progress, device mesh."""
