@@ -9,8 +9,6 @@ ifeq ($(wildcard $(SHARED_DATA)),)
 else
 export MEMJAX_DATA_DIR ?= $(SHARED_DATA)
 endif
-# Fake CPU devices so data-parallel code paths run on one CPU.
-export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 WORKDIR ?= runs/demo
 
 .PHONY: demo test bench lint install clean
@@ -27,7 +25,7 @@ demo: install
 	$(PY) -m experiments.babi.main --config=experiments/babi/configs/default.py --workdir=$(WORKDIR)
 
 test: install
-	$(PY) -m pytest -n auto --nbmake -q tests colab
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -n auto --nbmake -q tests colab
 
 bench: install
 	$(PY) benchmarks/retrieval.py

@@ -53,8 +53,8 @@ class Checkpointer:
   def save(self, step: int, state: Any, metadata: dict | None = None) -> None:
     """Saves ``state`` (any pytree of arrays) and JSON-able ``metadata`` at ``step``."""
     args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        metadata=ocp.args.JsonSave(_jsonable(metadata or {})),
+      state=ocp.args.StandardSave(state),
+      metadata=ocp.args.JsonSave(_jsonable(metadata or {})),
     )
     self._manager.save(int(step), args=args, force=True)
 
@@ -73,11 +73,11 @@ class Checkpointer:
     if step is None:
       return None
     restored = self._manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(target)),
-            metadata=ocp.args.JsonRestore(),
-        ),
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(target)),
+        metadata=ocp.args.JsonRestore(),
+      ),
     )
     return step, restored["state"], dict(restored["metadata"] or {})
 

@@ -22,9 +22,7 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
   if not 1 <= n <= jax.device_count():
     raise ValueError(f"num_devices={n} must be in [1, {jax.device_count()}]")
   # Auto axes: plain ``jit`` propagates the batch sharding and inserts collectives.
-  return jax.make_mesh(
-      (n,), (DATA_AXIS,), devices=jax.devices()[:n], axis_types=(AxisType.Auto,)
-  )
+  return jax.make_mesh((n,), (DATA_AXIS,), devices=jax.devices()[:n], axis_types=(AxisType.Auto,))
 
 
 def batch_sharding(mesh: Mesh, batch_axis: int = 0, ndim: int = 1) -> NamedSharding:
@@ -45,8 +43,8 @@ def shard_batch(batch: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
   def put(x):
     if x.shape[batch_axis] % n:
       raise ValueError(
-          f"batch axis {batch_axis} of an array of shape {x.shape} is not divisible by "
-          f"the {n} devices of the mesh; use a batch size that is a multiple of {n}"
+        f"batch axis {batch_axis} of an array of shape {x.shape} is not divisible by "
+        f"the {n} devices of the mesh; use a batch size that is a multiple of {n}"
       )
     return jax.device_put(x, batch_sharding(mesh, batch_axis, x.ndim))
 

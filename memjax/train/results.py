@@ -13,8 +13,18 @@ from typing import Any
 import jax
 import numpy as np
 
-_PACKAGES = ("memjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
-             "tensorflow-datasets", "grain")
+_PACKAGES = (
+  "memjax",
+  "jax",
+  "jaxlib",
+  "flax",
+  "optax",
+  "orbax-checkpoint",
+  "chex",
+  "numpy",
+  "tensorflow-datasets",
+  "grain",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -32,11 +42,11 @@ def device_info() -> dict[str, Any]:
   """The JAX backend and devices this process runs on."""
   devices = jax.devices()
   return {
-      "backend": jax.default_backend(),
-      "device_kind": devices[0].device_kind,
-      "device_count": len(devices),
-      "cpu_count": os.cpu_count(),
-      "platform": platform.platform(),
+    "backend": jax.default_backend(),
+    "device_kind": devices[0].device_kind,
+    "device_count": len(devices),
+    "cpu_count": os.cpu_count(),
+    "platform": platform.platform(),
   }
 
 
@@ -67,11 +77,11 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 def write_results(
-    workdir: str | os.PathLike,
-    metrics: dict[str, Any],
-    config: Any,
-    wall_time_s: float,
-    extra: dict[str, Any] | None = None,
+  workdir: str | os.PathLike,
+  metrics: dict[str, Any],
+  config: Any,
+  wall_time_s: float,
+  extra: dict[str, Any] | None = None,
 ) -> str:
   """Writes ``<workdir>/results.json`` and returns its path.
 
@@ -84,12 +94,12 @@ def write_results(
   """
   path = os.path.join(os.fspath(workdir), "results.json")
   record = {
-      "metrics": metrics,
-      "config": config,
-      "versions": library_versions(),
-      "device": device_info(),
-      "wall_time_s": wall_time_s,
-      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    "metrics": metrics,
+    "config": config,
+    "versions": library_versions(),
+    "device": device_info(),
+    "wall_time_s": wall_time_s,
+    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
   }
   record.update(extra or {})
   write_json_atomic(path, record)
