@@ -1,0 +1,226 @@
+"""Holographic associative memory: key-value pairs superposed in one HRR trace.
+
+The whole memory is one vector ``trace [D]``: ``write`` adds ``w * bind(key, value)``,
+``read`` unbinds with the key (circular correlation) and returns a noisy value, and
+``read_cleanup`` snaps it to the nearest item of a codebook. Capacity grows linearly
+with D (see ``benchmarks/hrr_capacity.py``); the noise of a read grows like
+``sqrt(count / D)``.
+
+References:
+  T. A. Plate, "Holographic reduced representations", IEEE Transactions on Neural
+  Networks 6(3), 1995.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from memjax.ops import _checks, hrr
+from memjax.ops.retrieval import Retrieval
+
+
+class HRRState(NamedTuple):
+  """State of a holographic memory (one example)."""
+
+  trace: jax.Array  # [D] superposition of bound key-value pairs
+  count: jax.Array  # [] int32 number of writes
+
+
+def init_state(dim: int, dtype: jnp.dtype = jnp.float32) -> HRRState:
+  """An empty memory: a zero trace and count 0.
+
+  Args:
+    dim: dimension D of keys, values and trace.
+    dtype: floating dtype of the trace.
+
+  Returns:
+    :class:`HRRState` with ``trace [D]`` zeros and ``count`` 0.
+  """
+  if not isinstance(dim, int) or dim < 1:
+    raise ValueError(f"dim={dim!r} must be a positive Python int")
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(f"dtype must be floating, got {dtype}")
+  return HRRState(trace=jnp.zeros((dim,), dtype), count=jnp.zeros((), jnp.int32))
+
+
+def _check_state(state: HRRState) -> int:
+  _checks.check_rank("state.trace", state.trace, 1, "[D] (one example; vmap for a batch)")
+  _checks.check_floating("state.trace", state.trace)
+  return state.trace.shape[0]
+
+
+def _check_vector(name: str, x: jax.Array, dim: int) -> None:
+  _checks.check_floating(name, x)
+  _checks.check_rank(name, x, 1, "[D]")
+  _checks.check_last_dim(name, x, dim, "state.trace")
+
+
+def write(
+    state: HRRState, key: jax.Array, value: jax.Array, weight: jax.typing.ArrayLike = 1.0
+) -> HRRState:
+  """Adds ``weight * bind(key, value)`` to the trace.
+
+  Args:
+    state: the memory.
+    key: [D] key.
+    value: [D] value.
+    weight: [] scale of the pair (0 = no write; a gate in a cell).
+
+  Returns:
+    The new state, same structure, shapes and dtypes.
+  """
+  dim = _check_state(state)
+  _check_vector("key", key, dim)
+  _check_vector("value", value, dim)
+  _checks.check_rank("weight", weight, 0, "[] (a scalar)")
+  bound = hrr.bind(key, value).astype(state.trace.dtype)
+  w = jnp.asarray(weight, state.trace.dtype)
+  increment = (w != 0).astype(jnp.int32)
+  return HRRState(state.trace + w * bound, state.count + increment)
+
+
+def read(state: HRRState, key: jax.Array) -> jax.Array:
+  """Decodes the value bound to ``key``: ``unbind(trace, key)``.
+
+  Args:
+    state: the memory.
+    key: [D] key.
+
+  Returns:
+    [D] noisy value (differentiable in trace and key).
+  """
+  dim = _check_state(state)
+  _check_vector("key", key, dim)
+  return hrr.unbind(state.trace, key).astype(state.trace.dtype)
+
+
+def read_cleanup(
+    state: HRRState, key: jax.Array, codebook: jax.Array, similarity: str = "cosine"
+) -> Retrieval:
+  """Decodes the value bound to ``key`` and snaps it to the nearest codebook item.
+
+  Args:
+    state: the memory.
+    key: [D] key.
+    codebook: [M, D] candidate values.
+    similarity: similarity of the cleanup search (default cosine).
+
+  Returns:
+    :class:`~memjax.ops.Retrieval` with ``values [D]``, ``indices []``, ``scores []``.
+    The choice of item is not differentiable.
+  """
+  return hrr.cleanup(read(state, key), codebook, similarity=similarity)
+
+
+def reset(state: HRRState) -> HRRState:
+  """Clears the memory (same structure and dtypes)."""
+  return HRRState(jnp.zeros_like(state.trace), jnp.zeros_like(state.count))
+
+
+def _normalize(x: jax.Array, eps: float) -> jax.Array:
+  # rsqrt(|x|^2 + eps) keeps the gradient finite at x = 0 (norm() would give NaN).
+  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+
+
+def _lift(fn: Callable, num_batch_axes: int) -> Callable:
+  for _ in range(num_batch_axes):
+    fn = jax.vmap(fn)
+  return fn
+
+
+class HolographicCell(nn.RNNCellBase):
+  """A recurrent cell whose carry is a holographic memory.
+
+  Each step maps ``x_t [*B, F]`` to a key, a value and a query of size ``dim`` and a
+  write gate, writes ``g_t * bind(k_t, v_t)`` and then reads ``unbind(trace, q_t)``:
+
+      k_t = normalize(W_k x_t),  v_t = W_v x_t,  q_t = normalize(W_q x_t)
+      g_t = sigmoid(w_g . x_t + b_g)
+      trace_t = trace_{t-1} + g_t * (k_t (*) v_t),   y_t = q_t* (*) trace_t
+
+  Keys and queries are L2-normalised (``x / sqrt(|x|^2 + eps)``; unbinding assumes
+  unit-norm keys). With
+  ``learned=False`` there are no parameters: ``x_t`` must be ``[key ; value ; query]``
+  of size ``3 * dim`` and the gate is 1.
+
+  Attributes:
+    dim: HRR dimension D.
+    learned: learn the projections and gate (True) or split ``x`` (False).
+    dtype: dtype of the trace.
+
+  Example:
+    >>> cell = HolographicCell(dim=64, learned=False)
+    >>> k, v = hrr.random_vectors(jax.random.key(0), 2, 64)
+    >>> x = jnp.stack([jnp.concatenate([k, v, k])] * 3)[None]  # [B=1, T=3, 192]
+    >>> y = nn.RNN(cell).apply({}, x)  # [1, 3, 64], y[0, t] ~ (t + 1) * v
+  """
+
+  dim: int
+  learned: bool = True
+  dtype: jnp.dtype = jnp.float32
+  eps: float = 1e-6
+
+  @nn.compact
+  def __call__(self, carry: HRRState, x: jax.Array) -> tuple[HRRState, jax.Array]:
+    """One step.
+
+    Args:
+      carry: :class:`HRRState` with ``trace [*B, D]``, ``count [*B]``.
+      x: [*B, F] input (``F = 3 * dim`` when ``learned=False``).
+
+    Returns:
+      ``(carry, y [*B, D])``.
+    """
+    _checks.check_floating("x", x)
+    _checks.check_min_rank("x", x, 1, "[*B, F]")
+    batch = x.shape[:-1]
+    if carry.trace.shape != (*batch, self.dim):
+      raise ValueError(
+          f"carry.trace must have shape {(*batch, self.dim)} for x {x.shape}, got "
+          f"{carry.trace.shape}"
+      )
+    if self.learned:
+      dense = lambda name: nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name=name)
+      key, value, query = dense("key")(x), dense("value")(x), dense("query")(x)
+      gate = nn.sigmoid(nn.Dense(1, dtype=self.dtype, name="gate")(x))[..., 0]
+    else:
+      if x.shape[-1] != 3 * self.dim:
+        raise ValueError(
+            f"x must have {3 * self.dim} features ([key ; value ; query], 3 * dim) when "
+            f"learned=False, got shape {x.shape}"
+        )
+      key, value, query = jnp.split(x, 3, axis=-1)
+      gate = jnp.ones(batch, x.dtype)
+    key, query = _normalize(key, self.eps), _normalize(query, self.eps)
+    cast = lambda a: a.astype(carry.trace.dtype)
+    new = _lift(write, len(batch))(carry, cast(key), cast(value), cast(gate))
+    y = _lift(read, len(batch))(new, cast(query))
+    return new, y
+
+  @nn.nowrap
+  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> HRRState:
+    """An empty memory per example.
+
+    Args:
+      rng: unused (the memory starts at zero).
+      input_shape: ``(*B, F)``, the shape of one step's ``x``.
+
+    Returns:
+      :class:`HRRState` with ``trace [*B, D]`` and ``count [*B]``.
+    """
+    del rng
+    batch = tuple(input_shape[:-1])
+    state = init_state(self.dim, self.dtype)
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch, *a.shape)), state)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+__all__ = ["HRRState", "init_state", "write", "read", "read_cleanup", "reset", "HolographicCell"]
