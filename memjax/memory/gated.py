@@ -28,13 +28,13 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memjax.memory import _carry
 from memjax.ops import _checks
 from memjax.ops.attention import attention_read
 from memjax.ops.similarity import SimilarityFn
@@ -184,11 +184,6 @@ def reset(state: GatedState) -> GatedState:
   return jax.tree.map(jnp.zeros_like, state)
 
 
-def _lift(fn: Callable, num_batch_axes: int) -> Callable:
-  for _ in range(num_batch_axes):
-    fn = jax.vmap(fn)
-  return fn
-
 
 class GatedMemoryCell(nn.RNNCellBase):
   """Gated short-term memory over the last ``num_slots`` hidden states.
@@ -247,7 +242,7 @@ class GatedMemoryCell(nn.RNNCellBase):
     gate_in = jnp.concatenate([hidden, carry.context], axis=-1)
     gate = nn.sigmoid(nn.Dense(h, dtype=self.dtype, name="gate")(gate_in))
     fn = lambda s, hh, g, q: step(s, hh, g, q, self.similarity)[:2]
-    new, context = _lift(fn, len(batch))(carry, hidden, gate.astype(hidden.dtype),
+    new, context = _carry.vmap_batch(fn, len(batch))(carry, hidden, gate.astype(hidden.dtype),
                                          query.astype(hidden.dtype))
     y = hidden + context if self.residual else context
     return new, y
@@ -266,7 +261,7 @@ class GatedMemoryCell(nn.RNNCellBase):
     del rng
     batch, h = tuple(input_shape[:-1]), input_shape[-1]
     state = init_state(self.num_slots, h, self.dtype)
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch, *a.shape)), state)
+    return _carry.broadcast_state(state, batch)
 
   @property
   def num_feature_axes(self) -> int:

@@ -13,13 +13,13 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memjax.memory import _carry
 from memjax.ops import _checks, hrr
 from memjax.ops.retrieval import Retrieval
 
@@ -127,11 +127,6 @@ def _normalize(x: jax.Array, eps: float) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
 
 
-def _lift(fn: Callable, num_batch_axes: int) -> Callable:
-  for _ in range(num_batch_axes):
-    fn = jax.vmap(fn)
-  return fn
-
 
 class HolographicCell(nn.RNNCellBase):
   """A recurrent cell whose carry is a holographic memory.
@@ -198,8 +193,8 @@ class HolographicCell(nn.RNNCellBase):
       gate = jnp.ones(batch, x.dtype)
     key, query = _normalize(key, self.eps), _normalize(query, self.eps)
     cast = lambda a: a.astype(carry.trace.dtype)
-    new = _lift(write, len(batch))(carry, cast(key), cast(value), cast(gate))
-    y = _lift(read, len(batch))(new, cast(query))
+    new = _carry.vmap_batch(write, len(batch))(carry, cast(key), cast(value), cast(gate))
+    y = _carry.vmap_batch(read, len(batch))(new, cast(query))
     return new, y
 
   @nn.nowrap
@@ -216,7 +211,7 @@ class HolographicCell(nn.RNNCellBase):
     del rng
     batch = tuple(input_shape[:-1])
     state = init_state(self.dim, self.dtype)
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch, *a.shape)), state)
+    return _carry.broadcast_state(state, batch)
 
   @property
   def num_feature_axes(self) -> int:
