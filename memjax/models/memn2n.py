@@ -1,0 +1,307 @@
+"""End-To-End Memory Network (MemN2N) for question answering over a story.
+
+A story of M sentences is embedded twice, into input memories ``m_i`` (matrix A)
+and output memories ``c_i`` (matrix C); the question into ``u`` (matrix B). Each of
+K hops reads the memory by attention and updates the controller state::
+
+    p = softmax(u . m_i)          # over the non-empty sentences (masked)
+    o = sum_i p_i c_i
+    u = u + o                     # (layer-wise tying: u = H u + o)
+    logits = W u_K                # after the last hop
+
+The hops are an explicit loop over the carry ``u``; the attention of every hop is
+returned ``[B, K, M]`` for inspection. Options follow the paper's Section 4:
+
+* ``encoding='bow'`` (bag of words) or ``'pe'`` (position encoding, :func:`position_encoding`);
+* ``temporal=True``: learned time embeddings ``T_A``/``T_C`` indexed by each sentence's age
+  (0 = newest, as the reference code does), see :func:`sentence_ages`;
+* random noise (RN): :func:`random_noise_ages` inserts ~10% empty memories by shifting ages;
+* linear start (LS): ``linear=True`` (a static flag) removes the softmax of the hops;
+* ``tying='adjacent'`` (``A^{k+1} = C^k``, ``B = A^1``, ``W^T = C^K``) or ``'layerwise'``
+  (one A and one C for all hops, separate B and W, and the linear map H);
+* ``relu=True``: ReLU on ``u`` after each hop (the paper's larger ``PE LS RN*`` model);
+* every weight starts from N(0, 0.1); the null word (id 0) embeds to zero in every table.
+
+References:
+  Sukhbaatar, Szlam, Weston, Fergus 2015, "End-To-End Memory Networks", NIPS.
+  arXiv:1503.08895.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from memjax.ops import _checks
+from memjax.ops.attention import attention_read
+from memjax.ops.similarity import dot
+
+Encoding = Literal["bow", "pe"]
+Tying = Literal["adjacent", "layerwise"]
+
+
+def position_encoding(tokens: jax.Array, embedding_size: int) -> jax.Array:
+  """The paper's position-encoding weights ``l_kj`` for each word of each sentence.
+
+  ``l_kj = (1 - j/J) - (k/d) (1 - 2j/J)`` with word position ``j = 1..J``, embedding
+  coordinate ``k = 1..d`` and ``J`` the number of (non-null) words of that sentence;
+  padding positions (token 0) get weight 0.
+
+  Args:
+    tokens: [..., S] int word ids, left-aligned, 0 = padding.
+    embedding_size: d.
+
+  Returns:
+    [..., S, d] float32 weights; a sentence embeds as ``sum_j l_j * embed(x_j)``.
+  """
+  _checks.check_min_rank("tokens", tokens, 1, "[..., S]")
+  present = tokens != 0
+  length = jnp.maximum(jnp.sum(present, axis=-1, keepdims=True), 1).astype(jnp.float32)
+  lead = (1,) * (tokens.ndim - 1)
+  j = jnp.arange(1, tokens.shape[-1] + 1, dtype=jnp.float32).reshape(lead + (-1,))  # [.., S]
+  k = jnp.arange(1, embedding_size + 1, dtype=jnp.float32) / embedding_size
+  frac = (j / length)[..., None]  # [..., S, 1]
+  weights = (1.0 - frac) - k.reshape(lead + (1, -1)) * (1.0 - 2.0 * frac)
+  return jnp.where(present[..., None], weights, 0.0)
+
+
+def memory_mask(story: jax.Array) -> jax.Array:
+  """``[..., M]`` bool: True where a memory row holds a sentence (any non-null word)."""
+  return jnp.any(story != 0, axis=-1)
+
+
+def sentence_ages(story: jax.Array) -> jax.Array:
+  """The age of each memory row: 0 for the newest sentence, 1 for the one before, ...
+
+  Rows are the story's sentences oldest first, left-aligned, with empty rows after
+  them. Empty rows get age 0 (they are masked out of the attention anyway).
+
+  Args:
+    story: [..., M, S] int word ids.
+
+  Returns:
+    [..., M] int32 ages, the temporal-encoding index of each row.
+  """
+  _checks.check_min_rank("story", story, 2, "[..., M, S]")
+  mask = memory_mask(story)
+  count = jnp.sum(mask, axis=-1, keepdims=True)
+  rows = jnp.arange(story.shape[-2]).reshape((1,) * (mask.ndim - 1) + (-1,))
+  return jnp.where(mask, count - 1 - rows, 0).astype(jnp.int32)
+
+
+def random_noise_ages(
+    rng: jax.Array, story: jax.Array, ratio: float = 0.1, num_times: int | None = None
+) -> jax.Array:
+  """Ages after inserting random empty memories among a story's sentences (RN).
+
+  For a story of ``n`` sentences the reference code draws ``nblank`` uniformly from
+  ``{0, .., ceil(n * ratio) - 1}`` empty memories, scatters them at random among the
+  sentences and drops them again: an empty memory is never attended to, so its only
+  effect is to shift the time index of every older sentence by one. This returns the
+  shifted ages (a random increasing subset of ``0 .. n + nblank - 1``, newest first),
+  capped at ``num_times - 1``. A pure function of ``rng``; use it at training time only.
+
+  Args:
+    rng: a PRNG key.
+    story: [B, M, S] int word ids.
+    ratio: the fraction of empty memories to insert (the paper's 10%).
+    num_times: the number of time embeddings (default M).
+
+  Returns:
+    [B, M] int32 ages (0 on empty rows).
+  """
+  _checks.check_rank("story", story, 3, "[B, M, S]")
+  batch, slots = story.shape[:2]
+  num_times = num_times or slots
+  extra = max(1, math.ceil(slots * ratio))
+  span = slots + extra  # positions an age can take before the cap
+  mask = memory_mask(story)
+  count = jnp.sum(mask, axis=-1)  # [B]
+  rng_blank, rng_pos = jax.random.split(rng)
+  max_blank = jnp.ceil(count * ratio).astype(jnp.int32)
+  nblank = jnp.floor(jax.random.uniform(rng_blank, (batch,)) * max_blank).astype(jnp.int32)
+  # A random subset of n positions out of the first n + nblank, sorted ascending.
+  keys = jax.random.uniform(rng_pos, (batch, span))
+  keys = jnp.where(jnp.arange(span)[None] < (count + nblank)[:, None], keys, 2.0)
+  chosen = jnp.argsort(keys, axis=-1)[:, :slots]  # [B, M] positions (first n are real)
+  chosen = jnp.where(jnp.arange(slots)[None] < count[:, None], chosen, span)
+  positions = jnp.sort(chosen, axis=-1)  # ascending; the first n are the picked ages
+  # Row i (oldest first) of an n-sentence story gets the (n - 1 - i)-th smallest.
+  index = jnp.clip(count[:, None] - 1 - jnp.arange(slots)[None], 0, slots - 1)
+  ages = jnp.take_along_axis(positions, index, axis=-1)
+  ages = jnp.minimum(ages, num_times - 1)
+  return jnp.where(mask, ages, 0).astype(jnp.int32)
+
+
+def _embed(table: jax.Array, tokens: jax.Array, pe: jax.Array | None) -> jax.Array:
+  """Sentence embeddings ``sum_j l_j * table[x_j]``; the null word (0) embeds to zero."""
+  vectors = jnp.take(table, tokens, axis=0)  # [..., S, d]
+  if pe is None:
+    vectors = jnp.where((tokens != 0)[..., None], vectors, 0.0)
+  else:
+    vectors = vectors * pe
+  return jnp.sum(vectors, axis=-2)
+
+
+def _null_zero(table: jax.Array) -> jax.Array:
+  """The word table with the null word's row (id 0) held at zero (no gradient reaches it)."""
+  return jnp.asarray(table).at[0].set(0.0)
+
+
+def _hop_read(u: jax.Array, m: jax.Array, c: jax.Array, mask: jax.Array, linear: bool):
+  """One example's memory read: ``(o [d], p [M])``."""
+  if linear:  # linear start: the softmax removed, empty rows still weigh 0
+    p = jnp.where(mask, dot(u, m), 0.0)
+    return p @ c, p
+  return attention_read(u, m, c, mask=mask, similarity="dot")
+
+
+class MemN2N(nn.Module):
+  """End-To-End Memory Network (Sukhbaatar et al. 2015).
+
+  Attributes:
+    vocab_size: V, the number of word ids (0 = the null/padding word).
+    embedding_size: d (the paper: 20 per task, 50 joint).
+    memory_size: M, the number of memory rows and of time embeddings.
+    num_hops: K, 1..3 in the paper (any K >= 1 works).
+    encoding: ``'bow'`` or ``'pe'`` (position encoding, also for the question).
+    temporal: learn time embeddings ``T_A``/``T_C`` indexed by sentence age (TE).
+    tying: ``'adjacent'`` or ``'layerwise'`` (with the linear map H).
+    relu: apply a ReLU to ``u`` after each hop.
+    init_stddev: the std of the N(0, sigma) initialisation of every weight.
+
+  Example:
+    >>> model = MemN2N(vocab_size=20, embedding_size=8, memory_size=5, num_hops=3)
+    >>> story = jnp.ones((2, 5, 4), jnp.int32); query = jnp.ones((2, 4), jnp.int32)
+    >>> params = model.init(jax.random.key(0), story, query)
+    >>> logits, attention = model.apply(params, story, query)
+    >>> logits.shape, attention.shape
+    ((2, 20), (2, 3, 5))
+  """
+
+  vocab_size: int
+  embedding_size: int
+  memory_size: int
+  num_hops: int = 3
+  encoding: Encoding = "pe"
+  temporal: bool = True
+  tying: Tying = "adjacent"
+  relu: bool = False
+  init_stddev: float = 0.1
+
+  def _tables(self):
+    """Per-hop (A, C, T_A, T_C) tables, the question table B, the answer matrix [d, V], H."""
+    normal = nn.initializers.normal(self.init_stddev)
+
+    def init(key, shape):
+      return normal(key, shape, jnp.float32)
+
+    vd = (self.vocab_size, self.embedding_size)
+    td = (self.memory_size, self.embedding_size)
+    hops = range(self.num_hops)
+    if self.tying == "adjacent":
+      # E_0..E_K: A^k = E_{k-1}, C^k = E_k, B = E_0, W^T = E_K (and the same for time).
+      words = [
+          _null_zero(self.param(f"embed_{k}", init, vd)) for k in range(self.num_hops + 1)
+      ]
+      times = (
+          [self.param(f"time_{k}", init, td) for k in range(self.num_hops + 1)]
+          if self.temporal else None
+      )
+      per_hop = [
+          (words[k], words[k + 1], times and times[k], times and times[k + 1]) for k in hops
+      ]
+      return per_hop, words[0], words[-1].T, None
+    if self.tying == "layerwise":
+      a = _null_zero(self.param("embed_A", init, vd))
+      c = _null_zero(self.param("embed_C", init, vd))
+      ta = self.param("time_A", init, td) if self.temporal else None
+      tc = self.param("time_C", init, td) if self.temporal else None
+      b = _null_zero(self.param("embed_B", init, vd))
+      w = self.param("answer_W", init, (self.embedding_size, self.vocab_size))
+      h = self.param("H", init, (self.embedding_size, self.embedding_size))
+      return [(a, c, ta, tc) for _ in hops], b, w, h
+    raise ValueError(f"tying={self.tying!r} must be 'adjacent' or 'layerwise'")
+
+  @nn.compact
+  def __call__(
+      self,
+      story: jax.Array,
+      query: jax.Array,
+      ages: jax.Array | None = None,
+      linear: bool = False,
+  ) -> tuple[jax.Array, jax.Array]:
+    """Answers ``query`` from ``story``.
+
+    Args:
+      story: [B, M, S] int32 word ids, the last M sentences oldest first, left-aligned,
+        empty rows (all 0) after them.
+      query: [B, S] int32 word ids of the question.
+      ages: optional [B, M] int32 time indices (default :func:`sentence_ages`; pass
+        :func:`random_noise_ages` at training time for RN).
+      linear: linear start: no softmax in the hops (a static Python bool).
+
+    Returns:
+      ``(logits [B, V], attention [B, K, M])``: answer logits over the vocabulary and
+      each hop's weights over the memory rows (0 on empty rows).
+
+    Raises:
+      ValueError: on a shape that does not match ``[B, M, S]`` / ``[B, S]``.
+    """
+    _checks.check_rank("story", story, 3, "[B, M, S]")
+    _checks.check_rank("query", query, 2, "[B, S]")
+    if story.shape[1] != self.memory_size:
+      raise ValueError(
+          f"story has {story.shape[1]} memory rows (shape {story.shape}) but the model's "
+          f"memory_size is {self.memory_size}"
+      )
+    if query.shape != (story.shape[0], story.shape[2]):
+      raise ValueError(
+          f"query must have shape [B, S] = {(story.shape[0], story.shape[2])} to match "
+          f"story {story.shape}, got {query.shape}"
+      )
+    if not 1 <= self.num_hops:
+      raise ValueError(f"num_hops={self.num_hops} must be >= 1")
+    if self.encoding not in ("bow", "pe"):
+      raise ValueError(f"encoding={self.encoding!r} must be 'bow' or 'pe'")
+    if ages is None:
+      ages = sentence_ages(story)
+    elif ages.shape != story.shape[:2]:
+      raise ValueError(f"ages must have shape [B, M] = {story.shape[:2]}, got {ages.shape}")
+
+    per_hop, table_b, answer_w, h = self._tables()
+    pe_story = pe_query = None
+    if self.encoding == "pe":
+      pe_story = position_encoding(story, self.embedding_size)
+      pe_query = position_encoding(query, self.embedding_size)
+    mask = memory_mask(story)  # [B, M]
+    read = jax.vmap(lambda u, m, c, mk: _hop_read(u, m, c, mk, linear))
+
+    u = _embed(table_b, query, pe_query)  # [B, d]
+    attention = []
+    for table_a, table_c, time_a, time_c in per_hop:  # the hops: a loop over the carry u
+      m = _embed(table_a, story, pe_story)  # [B, M, d]
+      c = _embed(table_c, story, pe_story)
+      if self.temporal:
+        m = m + jnp.take(time_a, ages, axis=0)
+        c = c + jnp.take(time_c, ages, axis=0)
+      o, p = read(u, m, c, mask)
+      u = (u @ h if h is not None else u) + o
+      if self.relu:
+        u = nn.relu(u)
+      attention.append(p)
+    logits = u @ answer_w
+    return logits, jnp.stack(attention, axis=1)
+
+
+__all__ = [
+    "MemN2N",
+    "position_encoding",
+    "memory_mask",
+    "sentence_ages",
+    "random_noise_ages",
+]
