@@ -78,8 +78,11 @@ def _story(rng: np.random.Generator, max_sentences: int):
 
 
 def generate(
-    num_examples: int, memory_size: int = 10, max_sentences: int = 10, seed: int = 0,
-    vocab: WordVocab | None = None,
+  num_examples: int,
+  memory_size: int = 10,
+  max_sentences: int = 10,
+  seed: int = 0,
+  vocab: WordVocab | None = None,
 ) -> tuple[dict, WordVocab]:
   """``num_examples`` task-1-like examples as arrays (and the vocabulary).
 
@@ -95,7 +98,7 @@ def generate(
     ``task [E]`` (all 1) and ``supporting [E, 3]`` (the 1-based supporting sentence, 0s).
   """
   vocab = vocab or WordVocab(
-      list(PEOPLE) + list(VERBS) + list(PLACES) + ["to", "the", "where", "is"]
+    list(PEOPLE) + list(VERBS) + list(PLACES) + ["to", "the", "where", "is"]
   )
   sentence_size = 6
   rng = np.random.default_rng(seed)
@@ -114,15 +117,22 @@ def generate(
     answer[e] = vocab.encode(ans)
     supporting[e, 0] = support + 1
   arrays = {
-      "story": story, "query": query, "answer": answer,
-      "task": np.ones((num_examples,), np.int32), "supporting": supporting,
+    "story": story,
+    "query": query,
+    "answer": answer,
+    "task": np.ones((num_examples,), np.int32),
+    "supporting": supporting,
   }
   return arrays, vocab
 
 
 def load_arrays(
-    num_train: int = 1000, num_test: int = 1000, memory_size: int = 10,
-    max_sentences: int = 10, validation_fraction: float = 0.1, seed: int = 0,
+  num_train: int = 1000,
+  num_test: int = 1000,
+  memory_size: int = 10,
+  max_sentences: int = 10,
+  validation_fraction: float = 0.1,
+  seed: int = 0,
 ) -> SyntheticArrays:
   """Train (less a validation share), validation and test splits of generated data."""
   train, vocab = generate(num_train, memory_size, max_sentences, seed)
@@ -131,9 +141,13 @@ def load_arrays(
   validation = {k: v[:n_val] for k, v in train.items()}
   train = {k: v[n_val:] for k, v in train.items()}
   return SyntheticArrays(
-      train=train, validation=validation, test=test, vocab=vocab,
-      sentence_size=train["story"].shape[-1], memory_size=memory_size,
-      metadata={"source": "synthetic task-1-like generator"},
+    train=train,
+    validation=validation,
+    test=test,
+    vocab=vocab,
+    sentence_size=train["story"].shape[-1],
+    memory_size=memory_size,
+    metadata={"source": "synthetic task-1-like generator"},
   )
 
 

@@ -94,7 +94,7 @@ def sentence_ages(story: jax.Array) -> jax.Array:
 
 
 def random_noise_ages(
-    rng: jax.Array, story: jax.Array, ratio: float = 0.1, num_times: int | None = None
+  rng: jax.Array, story: jax.Array, ratio: float = 0.1, num_times: int | None = None
 ) -> jax.Array:
   """Ages after inserting random empty memories among a story's sentences (RN).
 
@@ -205,16 +205,13 @@ class MemN2N(nn.Module):
     hops = range(self.num_hops)
     if self.tying == "adjacent":
       # E_0..E_K: A^k = E_{k-1}, C^k = E_k, B = E_0, W^T = E_K (and the same for time).
-      words = [
-          _null_zero(self.param(f"embed_{k}", init, vd)) for k in range(self.num_hops + 1)
-      ]
+      words = [_null_zero(self.param(f"embed_{k}", init, vd)) for k in range(self.num_hops + 1)]
       times = (
-          [self.param(f"time_{k}", init, td) for k in range(self.num_hops + 1)]
-          if self.temporal else None
+        [self.param(f"time_{k}", init, td) for k in range(self.num_hops + 1)]
+        if self.temporal
+        else None
       )
-      per_hop = [
-          (words[k], words[k + 1], times and times[k], times and times[k + 1]) for k in hops
-      ]
+      per_hop = [(words[k], words[k + 1], times and times[k], times and times[k + 1]) for k in hops]
       return per_hop, words[0], words[-1].T, None
     if self.tying == "layerwise":
       a = _null_zero(self.param("embed_A", init, vd))
@@ -229,11 +226,11 @@ class MemN2N(nn.Module):
 
   @nn.compact
   def __call__(
-      self,
-      story: jax.Array,
-      query: jax.Array,
-      ages: jax.Array | None = None,
-      linear: bool = False,
+    self,
+    story: jax.Array,
+    query: jax.Array,
+    ages: jax.Array | None = None,
+    linear: bool = False,
   ) -> tuple[jax.Array, jax.Array]:
     """Answers ``query`` from ``story``.
 
@@ -256,13 +253,13 @@ class MemN2N(nn.Module):
     _checks.check_rank("query", query, 2, "[B, S]")
     if story.shape[1] != self.memory_size:
       raise ValueError(
-          f"story has {story.shape[1]} memory rows (shape {story.shape}) but the model's "
-          f"memory_size is {self.memory_size}"
+        f"story has {story.shape[1]} memory rows (shape {story.shape}) but the model's "
+        f"memory_size is {self.memory_size}"
       )
     if query.shape != (story.shape[0], story.shape[2]):
       raise ValueError(
-          f"query must have shape [B, S] = {(story.shape[0], story.shape[2])} to match "
-          f"story {story.shape}, got {query.shape}"
+        f"query must have shape [B, S] = {(story.shape[0], story.shape[2])} to match "
+        f"story {story.shape}, got {query.shape}"
       )
     if not 1 <= self.num_hops:
       raise ValueError(f"num_hops={self.num_hops} must be >= 1")
@@ -299,9 +296,9 @@ class MemN2N(nn.Module):
 
 
 __all__ = [
-    "MemN2N",
-    "position_encoding",
-    "memory_mask",
-    "sentence_ages",
-    "random_noise_ages",
+  "MemN2N",
+  "position_encoding",
+  "memory_mask",
+  "sentence_ages",
+  "random_noise_ages",
 ]

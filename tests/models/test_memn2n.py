@@ -92,25 +92,41 @@ def _np_forward(params, story, query, *, hops, encoding, temporal, tying, linear
 
 
 @pytest.mark.parametrize(
-    "hops,encoding,temporal,tying,linear,relu",
-    [
-        (1, "bow", False, "adjacent", False, False),
-        (2, "pe", True, "adjacent", False, False),
-        (3, "pe", True, "adjacent", True, False),
-        (3, "pe", True, "layerwise", False, False),
-        (2, "bow", True, "layerwise", True, False),
-        (3, "pe", True, "adjacent", False, True),
-    ],
+  "hops,encoding,temporal,tying,linear,relu",
+  [
+    (1, "bow", False, "adjacent", False, False),
+    (2, "pe", True, "adjacent", False, False),
+    (3, "pe", True, "adjacent", True, False),
+    (3, "pe", True, "layerwise", False, False),
+    (2, "bow", True, "layerwise", True, False),
+    (3, "pe", True, "adjacent", False, True),
+  ],
 )
 def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=hops,
-                 encoding=encoding, temporal=temporal, tying=tying, relu=relu)
+  model = MemN2N(
+    vocab_size=12,
+    embedding_size=6,
+    memory_size=5,
+    num_hops=hops,
+    encoding=encoding,
+    temporal=temporal,
+    tying=tying,
+    relu=relu,
+  )
   params = model.init(jax.random.key(1), story, query)
   logits, attention = model.apply(params, story, query, linear=linear)
   ref_logits, ref_attention = _np_forward(
-      params, story, query, hops=hops, encoding=encoding, temporal=temporal, tying=tying,
-      linear=linear, relu=relu)
+    params,
+    story,
+    query,
+    hops=hops,
+    encoding=encoding,
+    temporal=temporal,
+    tying=tying,
+    linear=linear,
+    relu=relu,
+  )
   np.testing.assert_allclose(attention, ref_attention, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
 
@@ -157,7 +173,7 @@ def test_empty_rows_and_null_word_do_not_matter():
   # Changing the null word's rows of every table changes nothing: they are held at zero.
   bumped = jax.tree.map(lambda x: x, params)
   bumped["params"] = {
-      k: (v.at[0].add(5.0) if k.startswith("embed") else v) for k, v in params["params"].items()
+    k: (v.at[0].add(5.0) if k.startswith("embed") else v) for k, v in params["params"].items()
   }
   np.testing.assert_allclose(model.apply(bumped, story, query)[0], logits, rtol=1e-6)
   # The gradient never reaches the null rows.
@@ -172,8 +188,8 @@ def test_empty_rows_and_null_word_do_not_matter():
   p_bow = model_bow.init(jax.random.key(2), story, query)
   big_story = jnp.concatenate([story, jnp.zeros((3, 3, 4), jnp.int32)], axis=1)
   np.testing.assert_allclose(
-      model_big.apply(p_bow, big_story, query)[0], model_bow.apply(p_bow, story, query)[0],
-      rtol=1e-5)
+    model_big.apply(p_bow, big_story, query)[0], model_bow.apply(p_bow, story, query)[0], rtol=1e-5
+  )
 
 
 def test_linear_start_switch():
@@ -196,15 +212,18 @@ def test_linear_start_switch():
 def test_tying_parameters():
   story, query = _toy_batch()
   adj = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3).init(
-      jax.random.key(0), story, query)["params"]
+    jax.random.key(0), story, query
+  )["params"]
   assert sorted(adj) == sorted([f"embed_{k}" for k in range(4)] + [f"time_{k}" for k in range(4)])
-  lw = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3,
-              tying="layerwise").init(jax.random.key(0), story, query)["params"]
+  lw = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3, tying="layerwise").init(
+    jax.random.key(0), story, query
+  )["params"]
   assert sorted(lw) == ["H", "answer_W", "embed_A", "embed_B", "embed_C", "time_A", "time_C"]
   assert lw["H"].shape == (6, 6) and lw["answer_W"].shape == (6, 12)
   # Paper initialisation N(0, 0.1).
   big = MemN2N(vocab_size=400, embedding_size=50, memory_size=50).init(
-      jax.random.key(0), jnp.zeros((1, 50, 3), jnp.int32), jnp.zeros((1, 3), jnp.int32))
+    jax.random.key(0), jnp.zeros((1, 50, 3), jnp.int32), jnp.zeros((1, 3), jnp.int32)
+  )
   np.testing.assert_allclose(np.std(big["params"]["embed_1"]), 0.1, rtol=0.05)
   np.testing.assert_allclose(np.mean(big["params"]["embed_1"]), 0.0, atol=0.005)
 
@@ -253,11 +272,11 @@ def test_errors_name_the_argument():
     model.apply(params, story, query, ages=jnp.zeros((3, 4), jnp.int32))
   with pytest.raises(ValueError, match="tying"):
     MemN2N(vocab_size=12, embedding_size=6, memory_size=5, tying="x").init(
-        jax.random.key(0), story, query)
+      jax.random.key(0), story, query
+    )
 
 
 class JitTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_matches_no_jit(self):
     story, query = _toy_batch()
@@ -312,8 +331,9 @@ def test_learns_generated_task_1():
 
   for e in range(20):
     params, opt_state = epoch(params, opt_state, jax.random.key(e))
-  logits, attention = model.apply(params, jnp.asarray(data.test["story"]),
-                                  jnp.asarray(data.test["query"]))
+  logits, attention = model.apply(
+    params, jnp.asarray(data.test["story"]), jnp.asarray(data.test["query"])
+  )
   accuracy = float(np.mean(np.argmax(logits, -1) == data.test["answer"]))
   assert accuracy > 0.95, accuracy
   # The hop attends to the supporting sentence.
