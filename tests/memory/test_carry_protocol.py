@@ -1,0 +1,151 @@
+"""The carry protocol shared by the memory cells: nn.RNN, nn.scan, NNX bridge, no retrace,
+compile size independent of T, and an 8-device sharded run equal to the unsharded one."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from memjax.memory import attention, kv, matrix
+
+F = 5  # x_t has 3 features, y_t 2
+
+CELLS = {
+    "attention": lambda: attention.AttentionMemoryCell(num_slots=4, key_size=3, value_size=2,
+                                                       input_size=3),
+    "kv": lambda: kv.KVCell(num_slots=4, key_size=3, value_size=2, input_size=3, k=2,
+                            policy="lru", update_threshold=0.99),
+    "matrix": lambda: matrix.MatrixMemoryCell(num_slots=4, memory_size=3, input_size=3,
+                                              addressing="content", init_scale=0.1),
+}
+
+
+def _inputs(shape, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def _step_loop(cell, params, x):
+  """Reference: apply the cell one step at a time in a Python loop over x [B, T, F]."""
+  carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  apply = jax.jit(cell.apply)
+  ys = []
+  for t in range(x.shape[1]):
+    carry, y = apply({"params": params}, carry, x[:, t])
+    ys.append(y)
+  return carry, jnp.stack(ys, axis=1)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_rnn_return_carry_equals_step_loop(name):
+  cell = CELLS[name]()
+  x = _inputs((3, 6, F))
+  rnn = nn.RNN(cell, return_carry=True)
+  params = rnn.init(jax.random.key(0), x)["params"]
+  apply = jax.jit(rnn.apply)
+  carry, y = apply({"params": params}, x)
+  want_carry, want_y = _step_loop(cell, params["cell"], x)
+  chex.assert_trees_all_close(carry, want_carry, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
+  init = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  chex.assert_trees_all_equal_shapes_and_dtypes(carry, init)
+  # seq_lengths: the returned carry is the memory after each sequence's own length.
+  lengths = jnp.array([6, 2, 4])
+  carry_l, _ = apply({"params": params}, x, seq_lengths=lengths)
+  for b, n in enumerate(lengths.tolist()):
+    short, _ = apply({"params": params}, x[b:b + 1, :n])
+    chex.assert_trees_all_close(jax.tree.map(lambda a, b=b: a[b], carry_l),
+                                jax.tree.map(lambda a: a[0], short), rtol=1e-5, atol=1e-6)
+
+
+class _Scanned(nn.Module):
+  make_cell: object
+
+  @nn.compact
+  def __call__(self, x):
+    scan = nn.scan(type(self.make_cell()), variable_broadcast="params",
+                   split_rngs={"params": False}, in_axes=1, out_axes=1)
+    cell = self.make_cell()
+    scanned = scan(**{f: getattr(cell, f) for f in cell.__dataclass_fields__
+                      if f not in ("parent", "name")}, name="cell")
+    carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+    return scanned(carry, x)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_nn_scan_equals_nn_rnn(name):
+  x = _inputs((2, 5, F), seed=1)
+  scanned = _Scanned(CELLS[name])
+  params = scanned.init(jax.random.key(0), x)["params"]
+  carry, y = scanned.apply({"params": params}, x)
+  rnn_carry, rnn_y = nn.RNN(CELLS[name](), return_carry=True).apply({"params": params}, x)
+  np.testing.assert_allclose(y, rnn_y, rtol=1e-6)
+  chex.assert_trees_all_close(carry, rnn_carry, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_nnx_bridge_equals_linen(name):
+  x = _inputs((2, 5, F), seed=2)
+  model = nnx.bridge.ToNNX(nn.RNN(CELLS[name](), return_carry=True), rngs=nnx.Rngs(0))
+  nnx.bridge.lazy_init(model, x)
+  carry, y = model(x)
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  want_carry, want_y = nn.RNN(CELLS[name](), return_carry=True).apply({"params": params}, x)
+  np.testing.assert_allclose(y, want_y, rtol=1e-6)
+  chex.assert_trees_all_close(carry, want_carry, rtol=1e-6)
+  jitted_carry, jitted_y = nnx.jit(lambda m, x: m(x))(model, x)
+  np.testing.assert_allclose(jitted_y, y, rtol=1e-5, atol=1e-6)
+  grads = nnx.grad(lambda m: jnp.sum(m(x)[1] ** 2))(model)
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_no_retrace_across_steps(name):
+  cell = CELLS[name]()
+  x = _inputs((2, 4, F), seed=3)
+  params = cell.init(jax.random.key(0), cell.initialize_carry(jax.random.key(0), x[:, 0].shape),
+                     x[:, 0])
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(carry, x_t):
+    return cell.apply(params, carry, x_t)
+
+  carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  for t in range(x.shape[1]):  # the carry keeps its structure, shapes and dtypes
+    carry, _ = step(carry, x[:, t])
+  chex.clear_trace_counter()
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_compiled_size_does_not_grow_with_length(name):
+  rnn = nn.RNN(CELLS[name](), return_carry=True)
+  params = rnn.init(jax.random.key(0), jnp.ones((2, 1, F)))
+
+  def hlo_size(length):
+    x = jax.ShapeDtypeStruct((2, length, F), jnp.float32)
+    return len(jax.jit(rnn.apply).lower(params, x).as_text())
+
+  short, long = hlo_size(10), hlo_size(1000)
+  assert long < 1.02 * short, (short, long)  # one scan body, not 1000 unrolled steps
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_sharded_batch_equals_unsharded(name):
+  assert len(jax.devices()) >= 8
+  mesh = jax.make_mesh((8,), ("batch",), axis_types=(AxisType.Auto,))
+  rnn = nn.RNN(CELLS[name](), return_carry=True, time_major=True)
+  x = _inputs((6, 8, F), seed=4)  # time-major [T, B, F]; B is sharded, T is scanned
+  params = rnn.init(jax.random.key(0), x)
+  apply = jax.jit(rnn.apply)
+  want_carry, want_y = apply(params, x)
+  x_sharded = jax.device_put(x, NamedSharding(mesh, P(None, "batch")))
+  params_rep = jax.device_put(params, NamedSharding(mesh, P()))
+  carry, y = apply(params_rep, x_sharded)
+  assert len(y.sharding.device_set) == 8
+  np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(carry, want_carry, rtol=1e-5, atol=1e-6)
