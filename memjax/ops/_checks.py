@@ -14,8 +14,8 @@ def check_floating(name: str, x: jax.Array) -> None:
   """Raises TypeError unless ``x`` has a floating dtype."""
   if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
     raise TypeError(
-        f"{name} must have a floating dtype, got {jnp.result_type(x)} "
-        f"(shape {jnp.shape(x)}); cast it, e.g. {name}.astype(jnp.float32)"
+      f"{name} must have a floating dtype, got {jnp.result_type(x)} "
+      f"(shape {jnp.shape(x)}); cast it, e.g. {name}.astype(jnp.float32)"
     )
 
 
@@ -39,8 +39,7 @@ def check_last_dim(name: str, x: jax.Array, size: int, other: str) -> None:
   """Raises ValueError unless ``x.shape[-1] == size`` (``other`` says where size came from)."""
   if jnp.shape(x)[-1] != size:
     raise ValueError(
-        f"{name} has feature size {jnp.shape(x)[-1]} (shape {jnp.shape(x)}) but "
-        f"{other} has {size}"
+      f"{name} has feature size {jnp.shape(x)[-1]} (shape {jnp.shape(x)}) but {other} has {size}"
     )
 
 

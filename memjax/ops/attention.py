@@ -30,11 +30,11 @@ def masked_softmax(scores: jax.Array, mask: jax.Array | None = None, axis: int =
 
 
 def attention_read(
-    query: jax.Array,
-    keys: jax.Array,
-    values: jax.Array,
-    mask: jax.Array | None = None,
-    similarity: str | SimilarityFn = "scaled_dot",
+  query: jax.Array,
+  keys: jax.Array,
+  values: jax.Array,
+  mask: jax.Array | None = None,
+  similarity: str | SimilarityFn = "scaled_dot",
 ) -> tuple[jax.Array, jax.Array]:
   """Soft read ``alpha = softmax(sim(q, K_M))``, ``v = sum_i alpha_i V_M[i]``.
 
@@ -62,8 +62,8 @@ def attention_read(
   _checks.check_rank("values", values, 2, "[N, V]")
   if values.shape[0] != keys.shape[0]:
     raise ValueError(
-        f"values has {values.shape[0]} slots (shape {values.shape}) but keys has "
-        f"{keys.shape[0]} (shape {keys.shape})"
+      f"values has {values.shape[0]} slots (shape {values.shape}) but keys has "
+      f"{keys.shape[0]} (shape {keys.shape})"
     )
   _checks.check_mask(mask, keys.shape[0])
   scores = get_similarity(similarity)(query, keys)

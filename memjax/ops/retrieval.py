@@ -32,11 +32,11 @@ class Retrieval(NamedTuple):
 def _masked(scores: jax.Array, mask: jax.Array | None) -> jax.Array:
   if mask is None:
     return scores
-  return jnp.where(mask, scores, -jnp.inf)
+  return jnp.where(jnp.broadcast_to(mask, scores.shape), scores, -jnp.inf)
 
 
 def top_k_scores(
-    scores: jax.Array, k: int, mask: jax.Array | None = None
+  scores: jax.Array, k: int, mask: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
   """Exact top-k along the last axis.
 
@@ -53,83 +53,202 @@ def top_k_scores(
   _checks.check_min_rank("scores", scores, 1, "[..., N]")
   _checks.check_k(k, scores.shape[-1])
   _checks.check_mask(mask, scores.shape[-1])
-  values, indices = jax.lax.top_k(_masked(scores, mask), k)
-  return values, indices.astype(jnp.int32)
+  scores = _masked(scores, mask)
+  flat = scores.reshape(-1, scores.shape[-1])
+  if flat.shape[0] == 0:
+    values, indices = jax.lax.top_k(scores, k)
+    return values, indices.astype(jnp.int32)
+  values, indices = _exact_top_k(flat, k)
+  return values.reshape(*scores.shape[:-1], k), indices.reshape(*scores.shape[:-1], k)
 
 
-def _merge(best_s, best_i, new_s, new_i, k):
-  s = jnp.concatenate([best_s, new_s], axis=-1)
-  i = jnp.concatenate([best_i, new_i], axis=-1)
-  s, pos = jax.lax.top_k(s, k)
-  return s, jnp.take_along_axis(i, pos, axis=-1)
+# Exact top-k in two stages (the default on every path).
+#
+# XLA's TopK costs a few microseconds per row plus a few nanoseconds per element, far more
+# than a max-reduction. So the slots are cut into contiguous chunks of ``chunk`` slots:
+#   1. the max of every chunk is taken (one cheap reduction),
+#   2. the k chunks with the largest maxima are chosen (TopK over N / chunk values),
+#   3. the exact top-k is taken among the k * chunk scores of those chunks.
+# This is exact: a slot in the true top-k lies in one of the k best chunks (otherwise k
+# chunks would each hold a slot ranked above it). Ties keep the order of
+# ``argsort(-s, kind='stable')``: TopK prefers lower chunk ids among equal maxima, and the
+# chosen chunk ids are sorted before stage 3 so candidates stay in slot order.
+
+_CHUNK = 16  # slots per chunk of the two-stage top-k
+_MIN_TWO_STAGE = 4  # use two stages only when there are >= this many chunks per result
+
+
+def _two_stage_ok(n: int, k: int, chunk: int) -> bool:
+  return chunk > 1 and n >= chunk and n // chunk >= _MIN_TWO_STAGE * k
+
+
+def _exact_top_k(scores: jax.Array, k: int, chunk: int = _CHUNK) -> tuple[jax.Array, jax.Array]:
+  """Exact top-k of ``scores [Q, n]`` along the last axis; ties: lower index first."""
+  q, n = scores.shape
+  if not _two_stage_ok(n, k, chunk):
+    values, indices = jax.lax.top_k(scores, k)
+    return values, indices.astype(jnp.int32)
+  n_main = (n // chunk) * chunk
+  main = scores[:, :n_main].reshape(q, n_main // chunk, chunk)
+  _, chunk_ids = jax.lax.top_k(jnp.max(main, axis=-1), k)
+  chunk_ids = jnp.sort(chunk_ids, axis=-1)  # slot order, for ties
+  cand = jnp.take_along_axis(main, chunk_ids[:, :, None], axis=1).reshape(q, k * chunk)
+  values, pos = jax.lax.top_k(cand, k)
+  indices = jnp.take_along_axis(chunk_ids, pos // chunk, axis=-1) * chunk + pos % chunk
+  indices = indices.astype(jnp.int32)
+  if n_main == n:
+    return values, indices
+  rest_k = min(k, n - n_main)
+  rest_v, rest_i = jax.lax.top_k(scores[:, n_main:], rest_k)
+  return _merge_sorted(values, indices, rest_v, rest_i.astype(jnp.int32) + n_main, k)
+
+
+def _merge_sorted(s1, i1, s2, i2, k):
+  """Top-k of two candidate lists; on ties the first list (lower slots) wins."""
+  s, pos = jax.lax.top_k(jnp.concatenate([s1, s2], axis=-1), k)
+  return s, jnp.take_along_axis(jnp.concatenate([i1, i2], axis=-1), pos, axis=-1)
+
+
+# Default blocking, chosen with benchmarks/retrieval.py on a 2-core CPU (see its docstring):
+# a score block of [_QUERY_BLOCK, _KEY_BLOCK] float32 is 8 MiB, inside the L3 cache.
+_KEY_BLOCK = 8192
+_QUERY_BLOCK = 256
+
+
+def _score_fn(sim: SimilarityFn, query: jax.Array, keys: jax.Array):
+  """Returns ``f(q [Q, K], kb [B, K]) -> [Q, B]`` float32 (or wider) scores."""
+  acc = jnp.promote_types(jnp.result_type(query, keys), jnp.float32)
+
+  def f(q, kb):
+    # Low-precision keys are widened block by block (exact), so the dot runs in float32:
+    # CPUs without bf16 FMA run a float32 dot faster than a mixed or bf16 one.
+    return sim(q.astype(acc), kb.astype(acc)).astype(acc)
+
+  return f
+
+
+def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
+  """Top-k of ``score(q, keys)`` for ``q [Q, K]``, ``keys [N, K]``, streamed in blocks."""
+  nq, n = q.shape[0], keys.shape[0]
+  key_block = min(key_block, n)
+  query_block = min(query_block, nq)
+  num_kb = n // key_block
+  num_qb = -(-nq // query_block)
+  q_pad = jnp.pad(q, ((0, num_qb * query_block - nq), (0, 0)))
+
+  def block_top_k(qb, kb, vb, offset):
+    s = score(qb, kb)
+    if vb is not None:
+      s = jnp.where(vb[None, :], s, -jnp.inf)
+    v, i = _exact_top_k(s, min(k, kb.shape[0]), chunk)
+    return v, i + offset
+
+  def step(t):
+    # Inner loop over query blocks, outer over key blocks: a key block stays in cache.
+    b, j = t // num_qb, t % num_qb
+    kb = jax.lax.dynamic_slice_in_dim(keys, b * key_block, key_block)
+    vb = None if valid is None else jax.lax.dynamic_slice_in_dim(valid, b * key_block, key_block)
+    qb = jax.lax.dynamic_slice_in_dim(q_pad, j * query_block, query_block)
+    return block_top_k(qb, kb, vb, b * key_block)
+
+  v, i = jax.lax.map(step, jnp.arange(num_kb * num_qb, dtype=jnp.int32))
+  # [num_kb * num_qb, Qb, kb_k] -> [Q, num_kb * kb_k], key blocks in slot order.
+  kb_k = v.shape[-1]
+  v = v.reshape(num_kb, num_qb * query_block, kb_k)[:, :nq].transpose(1, 0, 2)
+  i = i.reshape(num_kb, num_qb * query_block, kb_k)[:, :nq].transpose(1, 0, 2)
+  v, i = v.reshape(nq, num_kb * kb_k), i.reshape(nq, num_kb * kb_k)
+  rest = n - num_kb * key_block
+  if rest:
+    start = num_kb * key_block
+    vr = None if valid is None else valid[start:]
+    rv, ri = block_top_k(q, keys[start:], vr, start)
+    v, i = jnp.concatenate([v, rv], axis=-1), jnp.concatenate([i, ri], axis=-1)
+  if num_kb == 1 and not rest:
+    return v, i.astype(jnp.int32)
+  v, pos = jax.lax.top_k(v, k)
+  return v, jnp.take_along_axis(i, pos, axis=-1).astype(jnp.int32)
 
 
 def top_k_search(
-    query: jax.Array,
-    keys: jax.Array,
-    k: int,
-    similarity: str | SimilarityFn = "dot",
-    mask: jax.Array | None = None,
-    block_size: int | None = None,
+  query: jax.Array,
+  keys: jax.Array,
+  k: int,
+  similarity: str | SimilarityFn = "dot",
+  mask: jax.Array | None = None,
+  block_size: int | None = None,
+  query_block_size: int | None = None,
+  chunk_size: int = _CHUNK,
 ) -> tuple[jax.Array, jax.Array]:
-  """Exact top-k of ``similarity(query, keys)``, blocked over the keys.
+  """Exact top-k of ``similarity(query, keys)``, streamed over blocks of keys and queries.
 
-  With ``block_size`` the keys are scanned in blocks of that many slots and a running
-  top-k is merged, so memory is ``O(Q * block_size)`` instead of ``O(Q * N)``; the
-  result equals the unblocked one (ties included: earlier blocks win).
+  The keys are scanned in blocks of ``block_size`` slots and the queries in blocks of
+  ``query_block_size`` rows, so only one ``[query_block_size, block_size]`` block of scores
+  exists at a time (never ``[Q, N]``). Inside a block an exact two-stage top-k is used
+  (best chunks of ``chunk_size`` slots by their maximum, then the exact top-k among them).
+  The result is the same for every block size, ties included.
+
+  Scores are computed in float32 (float64 for float64 inputs): bfloat16 / float16 keys are
+  widened block by block, which is exact, so the choice of slots equals a float32 search
+  over the rounded keys. Returned scores have ``result_type(query, keys)``.
+
+  Ties: among equal scores the lower slot index comes first, as in
+  ``numpy.argsort(-scores, kind='stable')[..., :k]``.
 
   Args:
     query: [..., K] floating queries.
-    keys: [N, K] keys (any float dtype; bfloat16 keys are scored with float32
-      accumulation).
-    k: number of results, ``1 <= k <= N``.
-    similarity: a name from :mod:`memjax.ops.similarity` or a callable.
-    mask: optional [N] bool validity of the slots.
-    block_size: slots per block, or None for one block.
+    keys: [N, K] keys (any float dtype).
+    k: number of results, ``1 <= k <= N`` (a Python int).
+    similarity: a name from :mod:`memjax.ops.similarity` or a callable
+      ``(query [Q, K], keys [B, K]) -> [Q, B]`` that scores each key on its own.
+    mask: optional [N] bool validity of the slots; invalid slots score -inf and appear
+      only when fewer than k slots are valid.
+    block_size: key slots per block; None picks the default (8192, the fastest in
+      ``benchmarks/retrieval.py`` on CPU). A value >= N gives one key block.
+    query_block_size: query rows per block; None picks the default (256).
+    chunk_size: slots per chunk of the two-stage top-k; 1 uses a plain top-k.
 
   Returns:
     ``(scores [..., k], indices [..., k] int32)``, best first.
 
   Raises:
     ValueError / TypeError: mismatched feature sizes, ``k`` out of range, wrong rank,
-      non-floating queries.
+      non-floating queries or keys, a bad mask, non-positive block sizes.
   """
   sim = get_similarity(similarity)
   _checks.check_query_keys(query, keys)
   n = keys.shape[0]
   _checks.check_k(k, n)
   if mask is not None:
-    _checks.check_rank("mask", mask, 1, "[N]")
     _checks.check_mask(mask, n)
-  if block_size is None or block_size >= n:
-    return top_k_scores(sim(query, keys), k, mask)
-  if block_size < k:
-    raise ValueError(f"block_size={block_size} must be >= k={k}")
-  num_blocks = -(-n // block_size)
-  pad = num_blocks * block_size - n
-  valid = jnp.ones((n,), bool) if mask is None else mask
-  keys_b = jnp.pad(keys, ((0, pad), (0, 0))).reshape(num_blocks, block_size, -1)
-  valid_b = jnp.pad(valid, (0, pad)).reshape(num_blocks, block_size)
-  offsets = jnp.arange(num_blocks, dtype=jnp.int32) * block_size
-
-  def body(carry, block):
-    kb, vb, off = block
-    s, i = jax.lax.top_k(_masked(sim(query, kb), vb), k)
-    return _merge(*carry, s, i.astype(jnp.int32) + off, k), None
-
-  first_s, first_i = jax.lax.top_k(_masked(sim(query, keys_b[0]), valid_b[0]), k)
-  init = (first_s, first_i.astype(jnp.int32))
-  (scores, indices), _ = jax.lax.scan(body, init, (keys_b[1:], valid_b[1:], offsets[1:]))
-  return scores, indices
+    _checks.check_rank("mask", mask, 1, "[N]")
+  block_size = _KEY_BLOCK if block_size is None else block_size
+  query_block_size = _QUERY_BLOCK if query_block_size is None else query_block_size
+  for name, value in (
+    ("block_size", block_size),
+    ("query_block_size", query_block_size),
+    ("chunk_size", chunk_size),
+  ):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"{name} must be a positive int, got {value!r}")
+  batch = query.shape[:-1]
+  q = query.reshape(-1, query.shape[-1])
+  out_dtype = jnp.result_type(query, keys)
+  if q.shape[0] == 0:
+    return jnp.zeros((*batch, k), out_dtype), jnp.zeros((*batch, k), jnp.int32)
+  score = _score_fn(sim, query, keys)
+  scores, indices = _blocked_top_k(
+    score, q, keys, mask, k, block_size, query_block_size, chunk_size
+  )
+  return (scores.reshape(*batch, k).astype(out_dtype), indices.reshape(*batch, k))
 
 
 def approx_top_k_search(
-    query: jax.Array,
-    keys: jax.Array,
-    k: int,
-    similarity: str | SimilarityFn = "dot",
-    mask: jax.Array | None = None,
-    recall_target: float = 0.95,
+  query: jax.Array,
+  keys: jax.Array,
+  k: int,
+  similarity: str | SimilarityFn = "dot",
+  mask: jax.Array | None = None,
+  recall_target: float = 0.95,
 ) -> tuple[jax.Array, jax.Array]:
   """Approximate top-k with :func:`jax.lax.approx_max_k`.
 
@@ -159,15 +278,15 @@ def approx_top_k_search(
 
 
 def top_k_read(
-    query: jax.Array,
-    keys: jax.Array,
-    values: jax.Array,
-    k: int,
-    similarity: str | SimilarityFn = "dot",
-    mask: jax.Array | None = None,
-    approximate: bool = False,
-    recall_target: float = 0.95,
-    block_size: int | None = None,
+  query: jax.Array,
+  keys: jax.Array,
+  values: jax.Array,
+  k: int,
+  similarity: str | SimilarityFn = "dot",
+  mask: jax.Array | None = None,
+  approximate: bool = False,
+  recall_target: float = 0.95,
+  block_size: int | None = None,
 ) -> Retrieval:
   """Reads the values of the k best-matching slots.
 
@@ -194,8 +313,8 @@ def top_k_read(
   _checks.check_min_rank("values", values, 1, "[N, ...]")
   if values.shape[0] != keys.shape[0]:
     raise ValueError(
-        f"values has {values.shape[0]} slots (shape {values.shape}) but keys has "
-        f"{keys.shape[0]} (shape {keys.shape})"
+      f"values has {values.shape[0]} slots (shape {values.shape}) but keys has "
+      f"{keys.shape[0]} (shape {keys.shape})"
     )
   if approximate:
     scores, indices = approx_top_k_search(query, keys, k, similarity, mask, recall_target)
@@ -205,11 +324,11 @@ def top_k_read(
 
 
 def argmax_read(
-    query: jax.Array,
-    keys: jax.Array,
-    values: jax.Array,
-    similarity: str | SimilarityFn = "dot",
-    mask: jax.Array | None = None,
+  query: jax.Array,
+  keys: jax.Array,
+  values: jax.Array,
+  similarity: str | SimilarityFn = "dot",
+  mask: jax.Array | None = None,
 ) -> Retrieval:
   """Reads the value of the single best slot: ``k* = argmax sim(q, k)``, ``V_M[k*]``.
 
@@ -225,15 +344,18 @@ def argmax_read(
     The index is not differentiable; ties go to the lowest index.
   """
   r = top_k_read(query, keys, values, 1, similarity, mask)
-  return Retrieval(r.values[..., 0, :] if values.ndim > 1 else r.values[..., 0],
-                   r.indices[..., 0], r.scores[..., 0])
+  return Retrieval(
+    r.values[..., 0, :] if values.ndim > 1 else r.values[..., 0],
+    r.indices[..., 0],
+    r.scores[..., 0],
+  )
 
 
 __all__ = [
-    "Retrieval",
-    "top_k_scores",
-    "top_k_search",
-    "approx_top_k_search",
-    "top_k_read",
-    "argmax_read",
+  "Retrieval",
+  "top_k_scores",
+  "top_k_search",
+  "approx_top_k_search",
+  "top_k_read",
+  "argmax_read",
 ]

@@ -6,7 +6,8 @@ Every measure maps ``query: [..., K]`` and ``keys: [N, K]`` to scores ``[..., N]
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -93,10 +94,10 @@ def neg_sq_l2(query: jax.Array, keys: jax.Array) -> jax.Array:
 
 
 _REGISTRY: dict[str, SimilarityFn] = {
-    "dot": dot,
-    "scaled_dot": scaled_dot,
-    "cosine": cosine,
-    "neg_sq_l2": neg_sq_l2,
+  "dot": dot,
+  "scaled_dot": scaled_dot,
+  "cosine": cosine,
+  "neg_sq_l2": neg_sq_l2,
 }
 
 
@@ -116,24 +117,24 @@ def get_similarity(similarity: str | SimilarityFn) -> SimilarityFn:
     return _REGISTRY[similarity]
   except KeyError:
     raise ValueError(
-        f"similarity={similarity!r} is not one of {sorted(_REGISTRY)} (or a callable)"
+      f"similarity={similarity!r} is not one of {sorted(_REGISTRY)} (or a callable)"
     ) from None
 
 
 def similarity_scores(
-    query: jax.Array, keys: jax.Array, similarity: str | SimilarityFn = "dot"
+  query: jax.Array, keys: jax.Array, similarity: str | SimilarityFn = "dot"
 ) -> jax.Array:
   """Scores ``[..., N]`` of ``query [..., K]`` against ``keys [N, K]`` by name."""
   return get_similarity(similarity)(query, keys)
 
 
 __all__ = [
-    "SimilarityName",
-    "SimilarityFn",
-    "dot",
-    "scaled_dot",
-    "cosine",
-    "neg_sq_l2",
-    "get_similarity",
-    "similarity_scores",
+  "SimilarityName",
+  "SimilarityFn",
+  "dot",
+  "scaled_dot",
+  "cosine",
+  "neg_sq_l2",
+  "get_similarity",
+  "similarity_scores",
 ]

@@ -1,0 +1,224 @@
+r"""Exact top-k retrieval throughput: memjax (float32 / bfloat16 keys) vs numpy vs faiss.
+
+For each memory size N, one run times, on the same random data and interleaved repeat by
+repeat (so load from other processes hits every method alike):
+
+  memjax_f32   memjax.ops.top_k_search, float32 keys, under jax.jit
+  memjax_bf16  the same with the keys stored in bfloat16 (float32 queries; the keys are
+               widened block by block inside the search, so scoring is float32)
+  numpy        scores = queries @ keys.T (OpenBLAS sgemm), argpartition, then a sort of the k
+               (in query blocks of at most 2**26 scores, so N = 1M needs 256 MiB, not 4 GiB)
+  faiss        faiss.IndexFlatIP(dim).search (faiss-cpu), if faiss is installed
+
+It prints one JSON line per figure (throughput in queries/s, with ratios to faiss and
+numpy, and recall@k against the exact top-k of the float32 data, scored in float64), and
+a first line describing the machine (device, jax version, BLAS kernels and threads, load).
+
+Usage (the issue's setting, and a seconds-long smoke run):
+
+  python benchmarks/retrieval.py --n=65536,1048576 --dim=128 --batch=1024 --k=32
+  python benchmarks/retrieval.py --small
+
+Notes on fairness:
+  * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set, are removed from this process before
+    numpy is imported (see benchmarks/_common.py) so numpy picks its own kernel; the
+    removed values and the kernels threadpoolctl reports are printed.
+  * No XLA flag is set; memjax runs with the library defaults unless --block_size,
+    --query_block_size or --chunk_size are given.
+  * Timings are medians over --repeats; the load average before and after is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+_REMOVED = _common.prepare_blas_env()  # before numpy is imported
+
+import numpy as np  # noqa: E402
+
+GOALS = {  # the issue's goals, checked in the output (ratio to faiss; recall)
+  "memjax_f32": {"min_ratio_to_faiss": 0.9},
+  "memjax_bf16": {"min_ratio_to_faiss": 1.5, "min_recall": 0.99},
+}
+
+
+def _parse_ints(text: str) -> list[int]:
+  return [int(x) for x in text.split(",") if x]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument(
+    "--n", type=_parse_ints, default=[65_536, 1_048_576], help="comma-separated memory sizes N"
+  )
+  p.add_argument("--dim", type=int, default=128, help="key / query size K")
+  p.add_argument("--batch", type=int, default=1024, help="queries per search")
+  p.add_argument("--k", type=int, default=32, help="results per query")
+  p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+  p.add_argument(
+    "--methods",
+    default="memjax_f32,memjax_bf16,numpy,faiss",
+    help="comma-separated subset of memjax_f32,memjax_bf16,numpy,faiss",
+  )
+  p.add_argument("--block_size", type=int, default=None, help="memjax key block (default: lib)")
+  p.add_argument(
+    "--query_block_size", type=int, default=None, help="memjax query block (default: library's)"
+  )
+  p.add_argument("--chunk_size", type=int, default=None, help="memjax chunk (default: lib)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument(
+    "--small",
+    action="store_true",
+    help="smoke mode: N=2048, dim=16, batch=64, k=8, 2 repeats (seconds)",
+  )
+  args = p.parse_args(argv)
+  if args.small:
+    args.n, args.dim, args.batch, args.k, args.repeats = [2048], 16, 64, 8, 2
+  args.methods = [m for m in args.methods.split(",") if m]
+  return args
+
+
+def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+  """Exact top-k indices of float32 data, scored in float64 (ties: lower index first)."""
+  out = np.empty((queries.shape[0], k), np.int64)
+  keys64 = keys.astype(np.float64)
+  step = max(1, 2**25 // keys.shape[0])
+  for s in range(0, queries.shape[0], step):
+    scores = queries[s : s + step].astype(np.float64) @ keys64.T
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # sort by (score desc, index asc)
+    order = np.lexsort((part, -part_scores), axis=1)
+    out[s : s + step] = np.take_along_axis(part, order, axis=1)
+  return out
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+  """Mean over queries of |found & truth| / k."""
+  k = truth.shape[1]
+  hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
+  return hits / (k * truth.shape[0])
+
+
+def numpy_search(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+  """matmul + argpartition + sort of the k, in query blocks of <= 2**26 scores."""
+  out = np.empty((queries.shape[0], k), np.int64)
+  step = max(1, 2**26 // keys.shape[0])
+  for s in range(0, queries.shape[0], step):
+    scores = queries[s : s + step] @ keys.T
+    part = np.argpartition(scores, -k, axis=1)[:, -k:]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
+    out[s : s + step] = np.take_along_axis(part, order, axis=1)
+  return out
+
+
+def make_methods(args, keys: np.ndarray):
+  """Returns {name: search(queries) -> indices [B, k] (blocking until done)}."""
+  methods = {}
+  wanted = set(args.methods)
+  if wanted & {"memjax_f32", "memjax_bf16"}:
+    import functools  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    from memjax.ops import top_k_search  # noqa: PLC0415
+
+    opts = {
+      name: getattr(args, name)
+      for name in ("block_size", "query_block_size", "chunk_size")
+      if getattr(args, name) is not None
+    }
+    search = jax.jit(functools.partial(top_k_search, k=args.k, **opts))
+    for name, dtype in (("memjax_f32", jnp.float32), ("memjax_bf16", jnp.bfloat16)):
+      if name in wanted:
+        dev_keys = jnp.asarray(keys, dtype)
+
+        def run(q, dev_keys=dev_keys):
+          _, idx = search(q, dev_keys)
+          return np.asarray(idx)  # blocks until ready
+
+        methods[name] = run
+  if "numpy" in wanted:
+    methods["numpy"] = lambda q: numpy_search(q, keys, args.k)
+  if "faiss" in wanted:
+    try:
+      import faiss  # noqa: PLC0415
+    except ImportError:
+      _common.emit({"figure": "skipped", "method": "faiss", "why": "faiss not installed"})
+    else:
+      index = faiss.IndexFlatIP(keys.shape[1])
+      index.add(keys)
+      methods["faiss"] = lambda q: index.search(q, args.k)[1]
+  return methods
+
+
+def faiss_threads() -> int | None:
+  try:
+    import faiss  # noqa: PLC0415
+  except ImportError:
+    return None
+  return faiss.omp_get_max_threads()
+
+
+def run(args) -> list[dict]:
+  env = _common.environment(_REMOVED)
+  env["faiss_omp_threads"] = faiss_threads()
+  _common.emit({"figure": "environment", **env})
+  records = []
+  rng = np.random.default_rng(args.seed)
+  for n in args.n:
+    keys = rng.standard_normal((n, args.dim), dtype=np.float32)
+    queries = rng.standard_normal((args.batch, args.dim), dtype=np.float32)
+    truth = exact_top_k(queries, keys, args.k)
+    methods = make_methods(args, keys)
+    found = {name: fn(queries) for name, fn in methods.items()}  # warm-up (and compile)
+    times = {name: [] for name in methods}
+    load_before = _common.load()
+    for _ in range(args.repeats):
+      for name, fn in methods.items():  # interleaved: noise hits all methods alike
+        times[name].append(_common.timed(lambda fn=fn, q=queries: fn(q)))
+    load_after = _common.load()
+    stats = {name: _common.summarize(t) for name, t in times.items()}
+    qps = {name: args.batch / s["median_s"] for name, s in stats.items()}
+    for name in methods:
+      rec = {
+        "figure": "exact_top_k_queries_per_s",
+        "method": name,
+        "n": n,
+        "dim": args.dim,
+        "batch": args.batch,
+        "k": args.k,
+        "queries_per_s": round(qps[name], 1),
+        "recall_at_k": round(recall(found[name], truth), 5),
+        "ratio_to_faiss": round(qps[name] / qps["faiss"], 3) if "faiss" in qps else None,
+        "ratio_to_numpy": round(qps[name] / qps["numpy"], 3) if "numpy" in qps else None,
+        **stats[name],
+        "repeats": args.repeats,
+        "load_before": load_before,
+        "load_after": load_after,
+      }
+      goal = GOALS.get(name)
+      if goal and rec["ratio_to_faiss"] is not None:
+        met = rec["ratio_to_faiss"] >= goal["min_ratio_to_faiss"]
+        if "min_recall" in goal:
+          met = met and rec["recall_at_k"] >= goal["min_recall"]
+        rec["goal"] = goal
+        rec["goal_met"] = met
+      _common.emit(rec)
+      records.append(rec)
+    del methods, found
+  return records
+
+
+def main(argv=None) -> None:
+  run(parse_args(argv))
+
+
+if __name__ == "__main__":
+  main()
