@@ -288,7 +288,7 @@ class PersistentMemoryAttention(nn.Module):
         raise TypeError(f"mask must be boolean, got {jnp.result_type(mask)}")
       if mask.shape not in ((t, t), (*batch, t, t)):
         raise ValueError(f"mask must have shape {(t, t)} or {(*batch, t, t)}, got {mask.shape}")
-      full = full & mask
+      full = jnp.broadcast_to(full, mask.shape) & mask
     full = jnp.broadcast_to(full, (*batch, t, t))
     # [*B, T, Hd, Dh] -> [*B, Hd, T, Dh]; one head of one example at a time.
     heads_first = lambda a: jnp.moveaxis(a, -2, -3)

@@ -157,10 +157,11 @@ def test_cell_batch_shapes(batch):
     ys.append(y)
   assert ys[-1].shape == batch + (5,)
   flat = xs.reshape(3, -1, 5)
+  apply1 = jax.jit(cell.apply)
   for i in range(flat.shape[1]):  # each example equals the unbatched cell
     c1 = cell.initialize_carry(None, (5,))
     for t in range(3):
-      c1, y1 = cell.apply(params, c1, flat[t, i])
+      c1, y1 = apply1(params, c1, flat[t, i])
       np.testing.assert_allclose(ys[t].reshape(-1, 5)[i], y1, rtol=1e-5, atol=1e-6)
 
 

@@ -197,8 +197,9 @@ def test_cell_batch_shapes(batch):
   (new, y), params = cell.init_with_output(jax.random.key(1), carry, x)
   assert y.shape == batch + (8,) and new.trace.shape == batch + (8,)
   flat = x.reshape(-1, 5)
+  apply1 = jax.jit(cell.apply)
   for i in range(flat.shape[0]):
-    _, y1 = cell.apply(params, cell.initialize_carry(None, (5,)), flat[i])
+    _, y1 = apply1(params, cell.initialize_carry(None, (5,)), flat[i])
     np.testing.assert_allclose(y.reshape(-1, 8)[i], y1, rtol=1e-5, atol=1e-6)
 
 
