@@ -6,7 +6,7 @@ the codebook of the n stored values (plus ``--extra`` unstored distractors). Pri
 JSON line per (d, n): measured accuracy (cosine cleanup, as ``memjax.ops.hrr.cleanup``,
 and dot-product cleanup) beside the theoretical accuracy.
 
-Theory (Plate 1995; Plate 2003, sec. 3.6 and Table 3.1). The dot-product score of
+Theory (SNR analysis in the style of Plate 1995 and Plate 2003, ch. 3). The dot-product score of
 candidate v_m is ``s_m = unbind(t, k_j) . v_m = t . (k_j (*) v_m)``, a sum of n
 dot products between bound pairs. With i.i.d. N(0, 1/d) entries:
 
@@ -14,8 +14,8 @@ dot products between bound pairs. With i.i.d. N(0, 1/d) entries:
   stored distractor:      mean 0, var 2 (2d + 2)/d^2 + (n - 2)/d
   unstored distractor:    mean 0, var (2d + 2)/d^2 + (n - 1)/d
 
-(the (6d+4)/d^2 and (2d+2)/d^2 terms are the self and shared-factor variances;
-``tests/ops/test_hrr.py`` checks them). Treating the scores as independent Gaussians,
+(the (6d+4)/d^2 and (2d+2)/d^2 terms are the self and shared-factor variances,
+derived in the frequency domain; ``tests/ops/test_hrr.py`` checks them by sampling). Treating the scores as independent Gaussians,
 recall succeeds when the correct score beats every distractor:
 
   P(correct) = int N(x; 1, s_c^2) Phi(x / s_d)^(n - 1) Phi(x / s_u)^extra dx.

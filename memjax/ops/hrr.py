@@ -7,10 +7,12 @@ with the involution ``a*_j = a_{-j mod D}`` (the approximate inverse of ``a``). 
 pairs are *superposed* by addition; the noisy result of an unbinding is *cleaned up*
 by a nearest-neighbour search over a codebook of known vectors.
 
-Expected dot products for random HRR vectors (derived in the frequency domain; they
-agree with Plate 2003, Table 3.1): ``(a (*) b) . (a (*) b) ~ 1`` with variance
-``(6D + 4) / D^2``, ``(a (*) b) . (c (*) d) ~ 0`` with variance ``1 / D``, and
-``cos(unbind(bind(a, b), a), b) -> 1 / sqrt(2)`` as D grows.
+Expected dot products for random HRR vectors (derived in the frequency domain, for
+even D, and checked by sampling in ``tests/ops/test_hrr.py``; compare the table of
+dot-product statistics in Plate 2003, ch. 3): ``(a (*) b) . (a (*) b) ~ 1`` with
+variance ``(6D + 4) / D^2``, ``(a (*) b) . (a (*) c) ~ 0`` with variance
+``(2D + 2) / D^2``, ``(a (*) b) . (c (*) d) ~ 0`` with variance ``1 / D``, and
+``cos(unbind(bind(a, b), a), b) -> 1 / sqrt(2 + 2/D)``.
 
 All functions work on ``[..., D]`` arrays (batch axes broadcast explicitly) and are
 differentiable. The FFT runs in at least float32; results are cast back to the input

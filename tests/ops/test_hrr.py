@@ -72,7 +72,7 @@ def test_batch_axes_broadcast():
 
 def test_unbind_cosine_matches_theory():
   # E|A_f|^4 = 2 per complex frequency => |a* (*) (a (*) b)|^2 -> 2 + 2/D, dot -> 1,
-  # so cos(unbind(bind(a, b), a), b) -> 1 / sqrt(2 + 2/D) (Plate 2003, sec. 3.6).
+  # so cos(unbind(bind(a, b), a), b) -> 1 / sqrt(2 + 2/D).
   d, n = 1024, 256
   a = hrr.random_vectors(jax.random.key(3), n, d)
   b = hrr.random_vectors(jax.random.key(4), n, d)
@@ -86,7 +86,7 @@ def test_unbind_cosine_matches_theory():
 
 
 def test_dot_product_statistics_match_plate():
-  # The variances the capacity benchmark's theory uses (Plate 2003, Table 3.1).
+  # The variances the capacity benchmark's theory uses (derived in memjax/ops/hrr.py).
   d, n = 64, 4000
   a, b, c, e = hrr.random_vectors(jax.random.key(5), 4 * n, d).reshape(4, n, d)
   ab = hrr.bind(a, b)
