@@ -24,6 +24,7 @@ def masked_softmax(scores: jax.Array, mask: jax.Array | None = None, axis: int =
   """
   if mask is None:
     return jax.nn.softmax(scores, axis=axis)
+  mask = jnp.broadcast_to(mask, scores.shape)  # [N] masks work without rank promotion
   big_neg = jnp.finfo(scores.dtype).min
   weights = jax.nn.softmax(jnp.where(mask, scores, big_neg), axis=axis)
   return jnp.where(mask, weights, 0)

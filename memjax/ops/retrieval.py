@@ -74,7 +74,7 @@ def top_k_scores(
 # ``argsort(-s, kind='stable')``: TopK prefers lower chunk ids among equal maxima, and the
 # chosen chunk ids are sorted before stage 3 so candidates stay in slot order.
 
-_CHUNK = 16  # slots per chunk of the two-stage top-k
+_CHUNK = 32  # slots per chunk of the two-stage top-k
 _MIN_TWO_STAGE = 4  # use two stages only when there are >= this many chunks per result
 
 
@@ -109,9 +109,11 @@ def _merge_sorted(s1, i1, s2, i2, k):
   return s, jnp.take_along_axis(jnp.concatenate([i1, i2], axis=-1), pos, axis=-1)
 
 
-# Default blocking, chosen with benchmarks/retrieval.py on a 2-core CPU (see its docstring):
-# a score block of [_QUERY_BLOCK, _KEY_BLOCK] float32 is 8 MiB, inside the L3 cache.
-_KEY_BLOCK = 8192
+# Default blocking: the fastest of key blocks {8192, 16384, 32768, 65536} x query blocks
+# {128, 256, 512, 1024} x chunks {16, 32} for 1024 queries of size 128 against 65536 keys
+# (float32 and bfloat16 keys) on a 2-core Zen 4 CPU (see benchmarks/retrieval.py). A score
+# block is [_QUERY_BLOCK, _KEY_BLOCK] float32 = 64 MiB at most.
+_KEY_BLOCK = 65536
 _QUERY_BLOCK = 256
 
 
@@ -127,11 +129,24 @@ def _score_fn(sim: SimilarityFn, query: jax.Array, keys: jax.Array):
   return f
 
 
+def _leading_axis_sharded(x: jax.Array) -> bool:
+  """True if ``x``'s first axis is sharded over an explicit mesh axis (sharding in types)."""
+  try:
+    spec = jax.typeof(x).sharding.spec
+  except (AttributeError, TypeError):
+    return False
+  return len(spec) > 0 and spec[0] is not None
+
+
 def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
   """Top-k of ``score(q, keys)`` for ``q [Q, K]``, ``keys [N, K]``, streamed in blocks."""
   nq, n = q.shape[0], keys.shape[0]
   key_block = min(key_block, n)
   query_block = min(query_block, nq)
+  if _leading_axis_sharded(q):
+    # Queries split over devices by an explicit mesh: slicing that axis is not allowed, and
+    # each device already holds only its share, so only the keys are blocked.
+    query_block = nq
   num_kb = n // key_block
   num_qb = -(-nq // query_block)
   q_pad = jnp.pad(q, ((0, num_qb * query_block - nq), (0, 0)))
@@ -202,7 +217,7 @@ def top_k_search(
       ``(query [Q, K], keys [B, K]) -> [Q, B]`` that scores each key on its own.
     mask: optional [N] bool validity of the slots; invalid slots score -inf and appear
       only when fewer than k slots are valid.
-    block_size: key slots per block; None picks the default (8192, the fastest in
+    block_size: key slots per block; None picks the default (65536, the fastest in
       ``benchmarks/retrieval.py`` on CPU). A value >= N gives one key block.
     query_block_size: query rows per block; None picks the default (256).
     chunk_size: slots per chunk of the two-stage top-k; 1 uses a plain top-k.

@@ -68,9 +68,15 @@ def cosine(query: jax.Array, keys: jax.Array, eps: float = _EPS) -> jax.Array:
     [..., N] scores.
   """
   _checks.check_query_keys(query, keys)
-  q = query / (jnp.linalg.norm(query, axis=-1, keepdims=True) + eps)
-  k = keys / (jnp.linalg.norm(keys, axis=-1, keepdims=True) + eps)
-  return _scores(q, k)
+  return _scores(query / _safe_norm(query, eps), keys / _safe_norm(keys, eps))
+
+
+def _safe_norm(x: jax.Array, eps: float) -> jax.Array:
+  """``|x| + eps`` over the last axis (keepdims), with a finite gradient at x = 0."""
+  sq = jnp.sum(x * x, axis=-1, keepdims=True)
+  nonzero = sq > 0
+  norm = jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1)), 0)
+  return norm + eps
 
 
 def neg_sq_l2(query: jax.Array, keys: jax.Array) -> jax.Array:
@@ -88,8 +94,8 @@ def neg_sq_l2(query: jax.Array, keys: jax.Array) -> jax.Array:
   """
   _checks.check_query_keys(query, keys)
   qk = _scores(query, keys)
-  q2 = jnp.sum(query * query, axis=-1, keepdims=True)
-  k2 = jnp.sum(keys * keys, axis=-1)
+  q2 = jnp.sum(query * query, axis=-1, keepdims=True)  # [..., 1]
+  k2 = jnp.sum(keys * keys, axis=-1).reshape((1,) * (qk.ndim - 1) + (-1,))  # [1.., N]
   return jnp.minimum(2 * qk - q2 - k2, 0).astype(qk.dtype)
 
 
