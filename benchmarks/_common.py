@@ -34,9 +34,18 @@ def prepare_blas_env() -> dict[str, str]:
 
 def timed(fn: Callable[[], Any]) -> float:
   """Wall-clock seconds of one call of ``fn`` (which must block until its result is ready)."""
-  start = time.perf_counter()
+  return timed_wall_and_cpu(fn)[0]
+
+
+def timed_wall_and_cpu(fn: Callable[[], Any]) -> tuple[float, float]:
+  """Wall-clock and process CPU seconds (all threads) of one call of ``fn``.
+
+  On a loaded machine the wall time grows with the other processes' share of the cores;
+  the CPU time much less so (spinning OpenMP threads count as CPU time, though).
+  """
+  wall, cpu = time.perf_counter(), time.process_time()
   fn()
-  return time.perf_counter() - start
+  return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def summarize(seconds: list[float]) -> dict[str, Any]:

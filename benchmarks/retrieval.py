@@ -179,12 +179,17 @@ def run(args) -> list[dict]:
     methods = make_methods(args, keys)
     found = {name: fn(queries) for name, fn in methods.items()}  # warm-up (and compile)
     times = {name: [] for name in methods}
+    cpu_times = {name: [] for name in methods}
     load_before = _common.load()
     for _ in range(args.repeats):
       for name, fn in methods.items():  # interleaved: noise hits all methods alike
-        times[name].append(_common.timed(lambda fn=fn, q=queries: fn(q)))
+        wall, cpu = _common.timed_wall_and_cpu(lambda fn=fn, q=queries: fn(q))
+        times[name].append(wall)
+        cpu_times[name].append(cpu)
     load_after = _common.load()
     stats = {name: _common.summarize(t) for name, t in times.items()}
+    for name, t in cpu_times.items():
+      stats[name]["median_process_cpu_s"] = round(sorted(t)[len(t) // 2], 6)
     qps = {name: args.batch / s["median_s"] for name, s in stats.items()}
     for name in methods:
       rec = {
