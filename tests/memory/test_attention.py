@@ -153,7 +153,8 @@ def test_grads_through_soft_read():
       state = attention.write(state, keys[i], values[i])
     return attention.read(state, query)[0]
 
-  check_grads(f, (keys, values, query), order=1, modes=["rev", "fwd"], atol=1e-2, rtol=1e-2)
+  check_grads(jax.jit(f), (keys, values, query), order=1, modes=["rev", "fwd"], atol=1e-2,
+              rtol=1e-2)
   g = jax.grad(lambda q: f(keys, values, q).sum())(query)
   assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0
 

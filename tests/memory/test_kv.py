@@ -277,7 +277,7 @@ def test_grads_through_top_k_scores_and_values():
     state = kv.write_batch(kv.init_state(5, 3, 2), keys, values)
     return kv.weighted_top_k(kv.read(state, query, k=3))[0]
 
-  check_grads(f, (query, values), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+  check_grads(jax.jit(f), (query, values), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
   gq = jax.grad(lambda q: f(q, values).sum())(query)
   assert np.all(np.isfinite(gq)) and np.abs(gq).sum() > 0
 
