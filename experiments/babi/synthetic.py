@@ -21,30 +21,30 @@ PLACES = ("bathroom", "hallway", "kitchen", "office", "garden", "bedroom")
 
 
 class WordVocab:
-  """A word <-> id table with id 0 for padding (the interface of the bAbI Vocab)."""
+  """Words <-> ids with id 0 = ``'<pad>'`` (the interface of ``memjax.data.babi.Vocab``)."""
 
-  def __init__(self, words):
-    self.words = ["<pad>"] + sorted(set(words))
+  def __init__(self, words=()):
+    self.words = ["<pad>"] + sorted(set(words) - {"<pad>"})
     self._ids = {w: i for i, w in enumerate(self.words)}
 
   def __len__(self) -> int:
     return len(self.words)
 
-  def encode(self, word: str) -> int:
-    return self._ids[word]
+  def encode(self, words) -> np.ndarray:
+    """int32 ids [L] of a sequence of words (KeyError names an unknown word)."""
+    return np.asarray([self._ids[w] for w in words], np.int32).reshape(-1)
 
-  def decode(self, index: int) -> str:
-    return self.words[int(index)]
+  def decode(self, ids, skip_padding: bool = False) -> list[str]:
+    """Words of ids [L]; ``skip_padding`` drops id 0."""
+    ids = np.asarray(ids, np.int64).reshape(-1).tolist()
+    return [self.words[i] for i in ids if i or not skip_padding]
 
   def to_json(self) -> str:
-    return json.dumps(self.words)
+    return json.dumps({"words": self.words})
 
   @classmethod
   def from_json(cls, text: str) -> WordVocab:
-    vocab = cls([])
-    vocab.words = json.loads(text)
-    vocab._ids = {w: i for i, w in enumerate(vocab.words)}
-    return vocab
+    return cls(json.loads(text)["words"])
 
 
 @dataclasses.dataclass
@@ -95,7 +95,7 @@ def generate(
 
   Returns:
     ``(arrays, vocab)`` with ``story [E, M, 6]``, ``query [E, 6]``, ``answer [E]``,
-    ``task [E]`` (all 1) and ``supporting [E, 3]`` (the 1-based supporting sentence, 0s).
+    ``task [E]`` (all 1) and ``supporting [E, 3]`` (the supporting row, then -1s).
   """
   vocab = vocab or WordVocab(
     list(PEOPLE) + list(VERBS) + list(PLACES) + ["to", "the", "where", "is"]
@@ -105,17 +105,17 @@ def generate(
   story = np.zeros((num_examples, memory_size, sentence_size), np.int32)
   query = np.zeros((num_examples, sentence_size), np.int32)
   answer = np.zeros((num_examples,), np.int32)
-  supporting = np.zeros((num_examples, 3), np.int32)
+  supporting = np.full((num_examples, 3), -1, np.int32)
   for e in range(num_examples):
     sentences, question, ans, support = _story(rng, max_sentences)
     kept = sentences[-memory_size:]
     for i, s in enumerate(kept):
-      ids = [vocab.encode(w) for w in tokenize(s)]
+      ids = vocab.encode(tokenize(s))
       story[e, i, : len(ids)] = ids
-    q = [vocab.encode(w) for w in tokenize(question)]
+    q = vocab.encode(tokenize(question))
     query[e, : len(q)] = q
-    answer[e] = vocab.encode(ans)
-    supporting[e, 0] = support + 1
+    answer[e] = vocab.encode([ans])[0]
+    supporting[e, 0] = support - (len(sentences) - len(kept))
   arrays = {
     "story": story,
     "query": query,
@@ -155,9 +155,9 @@ def encode(text_sentences, question, vocab, memory_size, sentence_size):
   """Encodes free text into ``(story [M, S], query [S])`` with this vocabulary."""
   story = np.zeros((memory_size, sentence_size), np.int32)
   for i, s in enumerate(list(text_sentences)[-memory_size:]):
-    ids = [vocab.encode(w) for w in tokenize(s)][:sentence_size]
+    ids = vocab.encode(tokenize(s))[:sentence_size]
     story[i, : len(ids)] = ids
   query = np.zeros((sentence_size,), np.int32)
-  q = [vocab.encode(w) for w in tokenize(question)][:sentence_size]
+  q = vocab.encode(tokenize(question))[:sentence_size]
   query[: len(q)] = q
   return story, query

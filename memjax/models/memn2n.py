@@ -152,12 +152,16 @@ def _null_zero(table: jax.Array) -> jax.Array:
   return jnp.asarray(table).at[0].set(0.0)
 
 
-def _hop_read(u: jax.Array, m: jax.Array, c: jax.Array, mask: jax.Array, linear: bool):
+def _hop_read(u: jax.Array, m: jax.Array, c: jax.Array, mask: jax.Array, linear):
   """One example's memory read: ``(o [d], p [M])``."""
-  if linear:  # linear start: the softmax removed, empty rows still weigh 0
-    p = jnp.where(mask, dot(u, m), 0.0)
-    return p @ c, p
-  return attention_read(u, m, c, mask=mask, similarity="dot")
+  if isinstance(linear, bool) and not linear:
+    return attention_read(u, m, c, mask=mask, similarity="dot")
+  p_linear = jnp.where(mask, dot(u, m), 0.0)  # linear start: no softmax, empty rows weigh 0
+  if isinstance(linear, bool):
+    return p_linear @ c, p_linear
+  _, p_soft = attention_read(u, m, c, mask=mask, similarity="dot")
+  p = jnp.where(linear, p_linear, p_soft)  # a traced switch: one compiled program for both
+  return p @ c, p
 
 
 class MemN2N(nn.Module):
@@ -166,7 +170,7 @@ class MemN2N(nn.Module):
   Attributes:
     vocab_size: V, the number of word ids (0 = the null/padding word).
     embedding_size: d (the paper: 20 per task, 50 joint).
-    memory_size: M, the number of memory rows and of time embeddings.
+    memory_size: the number of time embeddings: the most memory rows M a story may have.
     num_hops: K, 1..3 in the paper (any K >= 1 works).
     encoding: ``'bow'`` or ``'pe'`` (position encoding, also for the question).
     temporal: learn time embeddings ``T_A``/``T_C`` indexed by sentence age (TE).
@@ -194,7 +198,7 @@ class MemN2N(nn.Module):
   init_stddev: float = 0.1
 
   def _tables(self):
-    """Per-hop (A, C, T_A, T_C) tables, the question table B, the answer matrix [d, V], H."""
+    """Memory tables {name: (words, times)}, per-hop (A, C) names, B, the answer [d, V], H."""
     normal = nn.initializers.normal(self.init_stddev)
 
     def init(key, shape):
@@ -211,8 +215,8 @@ class MemN2N(nn.Module):
         if self.temporal
         else None
       )
-      per_hop = [(words[k], words[k + 1], times and times[k], times and times[k + 1]) for k in hops]
-      return per_hop, words[0], words[-1].T, None
+      tables = {k: (words[k], times and times[k]) for k in range(self.num_hops + 1)}
+      return tables, [(k, k + 1) for k in hops], words[0], words[-1].T, None
     if self.tying == "layerwise":
       a = _null_zero(self.param("embed_A", init, vd))
       c = _null_zero(self.param("embed_C", init, vd))
@@ -221,7 +225,7 @@ class MemN2N(nn.Module):
       b = _null_zero(self.param("embed_B", init, vd))
       w = self.param("answer_W", init, (self.embedding_size, self.vocab_size))
       h = self.param("H", init, (self.embedding_size, self.embedding_size))
-      return [(a, c, ta, tc) for _ in hops], b, w, h
+      return {"A": (a, ta), "C": (c, tc)}, [("A", "C") for _ in hops], b, w, h
     raise ValueError(f"tying={self.tying!r} must be 'adjacent' or 'layerwise'")
 
   @nn.compact
@@ -230,17 +234,19 @@ class MemN2N(nn.Module):
     story: jax.Array,
     query: jax.Array,
     ages: jax.Array | None = None,
-    linear: bool = False,
+    linear: bool | jax.Array = False,
   ) -> tuple[jax.Array, jax.Array]:
     """Answers ``query`` from ``story``.
 
     Args:
       story: [B, M, S] int32 word ids, the last M sentences oldest first, left-aligned,
-        empty rows (all 0) after them.
+        empty rows (all 0) after them; M <= memory_size (a batch of short stories may
+        be cut to fewer rows: the output is the same).
       query: [B, S] int32 word ids of the question.
       ages: optional [B, M] int32 time indices (default :func:`sentence_ages`; pass
         :func:`random_noise_ages` at training time for RN).
-      linear: linear start: no softmax in the hops (a static Python bool).
+      linear: linear start: no softmax in the hops. A Python bool selects the program
+        statically; a traced bool scalar switches inside one compiled program.
 
     Returns:
       ``(logits [B, V], attention [B, K, M])``: answer logits over the vocabulary and
@@ -251,7 +257,7 @@ class MemN2N(nn.Module):
     """
     _checks.check_rank("story", story, 3, "[B, M, S]")
     _checks.check_rank("query", query, 2, "[B, S]")
-    if story.shape[1] != self.memory_size:
+    if story.shape[1] > self.memory_size:
       raise ValueError(
         f"story has {story.shape[1]} memory rows (shape {story.shape}) but the model's "
         f"memory_size is {self.memory_size}"
@@ -270,23 +276,31 @@ class MemN2N(nn.Module):
     elif ages.shape != story.shape[:2]:
       raise ValueError(f"ages must have shape [B, M] = {story.shape[:2]}, got {ages.shape}")
 
-    per_hop, table_b, answer_w, h = self._tables()
+    tables, per_hop, table_b, answer_w, h = self._tables()
     pe_story = pe_query = None
     if self.encoding == "pe":
       pe_story = position_encoding(story, self.embedding_size)
       pe_query = position_encoding(query, self.embedding_size)
     mask = memory_mask(story)  # [B, M]
+    if not isinstance(linear, bool):
+      linear = jnp.asarray(linear, bool)
+      if linear.shape:
+        raise ValueError(f"linear must be a bool scalar, got shape {linear.shape}")
     read = jax.vmap(lambda u, m, c, mk: _hop_read(u, m, c, mk, linear))
+
+    memories = {}  # each table embeds the story once (adjacent: C^k = A^{k+1})
+
+    def memory(name):
+      if name not in memories:
+        words, times = tables[name]
+        emb = _embed(words, story, pe_story)  # [B, M, d]
+        memories[name] = emb + jnp.take(times, ages, axis=0) if self.temporal else emb
+      return memories[name]
 
     u = _embed(table_b, query, pe_query)  # [B, d]
     attention = []
-    for table_a, table_c, time_a, time_c in per_hop:  # the hops: a loop over the carry u
-      m = _embed(table_a, story, pe_story)  # [B, M, d]
-      c = _embed(table_c, story, pe_story)
-      if self.temporal:
-        m = m + jnp.take(time_a, ages, axis=0)
-        c = c + jnp.take(time_c, ages, axis=0)
-      o, p = read(u, m, c, mask)
+    for name_a, name_c in per_hop:  # the hops: a loop over the carry u
+      o, p = read(u, memory(name_a), memory(name_c), mask)
       u = (u @ h if h is not None else u) + o
       if self.relu:
         u = nn.relu(u)

@@ -1,0 +1,139 @@
+"""Tests for experiments/babi: a tiny train_and_evaluate, resume after a kill, helpers."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments.babi import paper_results, synthetic, train
+from experiments.babi.configs import default, per_task, smoke, variants
+from memjax.train import Checkpointer
+
+
+def _tiny_config():
+  config = smoke.get_config()
+  config.data.synthetic_num_train = 128
+  config.data.synthetic_num_test = 64
+  config.model.embedding_size = 8
+  config.train.num_epochs = 3
+  config.train.ls_max_epochs = 2
+  config.train.num_restarts = 2
+  config.train.eval_batch_size = 64
+  return config
+
+
+def _strip(unit):
+  out = {
+    k: v for k, v in unit.items() if k not in ("train_seconds", "examples", "total_train_seconds")
+  }
+  out["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in unit["history"]]
+  return out
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_train_and_evaluate_and_resume_after_kill(tmp_path, monkeypatch, capsys):
+  config = _tiny_config()
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  results = json.loads((tmp_path / "straight" / "results.json").read_text())
+  m = results["metrics"]
+  assert set(m) >= {
+    "per_task_test_error",
+    "mean_test_error",
+    "failed_tasks",
+    "train_examples_per_second",
+    "wall_time_s",
+    "paper",
+  }
+  assert m["mean_test_error"] == pytest.approx(np.mean(list(m["per_task_test_error"].values())))
+  assert len(results["units"]) == 2 and results["wall_time_s"] > 0
+  # The selected restart is the one with the lower validation error.
+  units = results["units"]
+  best = min(units, key=lambda u: (u["validation_error"], u["restart"]))
+  assert m["selected_restart"]["1"] == best["restart"]
+  assert m["per_task_test_error"]["1"] == pytest.approx(best["test_task_error"]["1"])
+
+  # Kill the second unit after its third checkpoint, then run the same command again.
+  saves = {"n": 0}
+  original = Checkpointer.save
+
+  def save_then_die(self, step, state, metadata=None):
+    original(self, step, state, metadata)
+    if "unit_001" in self.directory:
+      saves["n"] += 1
+      if saves["n"] == 3:
+        self.close()
+        raise _Killed()
+
+  monkeypatch.setattr(Checkpointer, "save", save_then_die)
+  workdir = str(tmp_path / "killed")
+  with pytest.raises(_Killed):
+    train.train_and_evaluate(config, workdir)
+  assert os.path.exists(os.path.join(workdir, "units", "unit_000.json"))
+  assert not os.path.exists(os.path.join(workdir, "units", "unit_001.json"))
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  monkeypatch.setattr(Checkpointer, "save", original)
+  capsys.readouterr()
+  resumed = train.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert "unit 1: resumed at epoch 3" in out  # not retrained from scratch
+  assert "unit 0: resumed" not in out  # a finished unit is read from units/, not rerun
+
+  # Same rng, data order, LS switch and best epoch: identical to the uninterrupted run.
+  for i in range(2):
+    a = json.loads((tmp_path / "straight" / "units" / f"unit_{i:03d}.json").read_text())
+    b = json.loads(open(os.path.join(workdir, "units", f"unit_{i:03d}.json")).read())
+    ha, hb = _strip(a)["history"], _strip(b)["history"]
+    assert len(ha) == len(hb)
+    for x, y in zip(ha, hb, strict=True):
+      assert x == pytest.approx(y, rel=1e-5)
+    assert (a["switch_epoch"], a["best_epoch"]) == (b["switch_epoch"], b["best_epoch"])
+    assert a["test_error"] == pytest.approx(b["test_error"], abs=1e-9)
+  assert resumed["per_task_test_error"] == straight["per_task_test_error"]
+
+
+def test_linear_start_switches_and_lr_anneals(tmp_path):
+  config = _tiny_config()
+  config.train.num_restarts = 1
+  config.train.ls_max_epochs = 2
+  config.train.num_epochs = 4
+  config.train.anneal_every = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  unit = json.loads((tmp_path / "units" / "unit_000.json").read_text())
+  hist = unit["history"]
+  switch = unit["switch_epoch"]
+  assert 1 <= switch <= 2 and len(hist) == switch + 4
+  assert all(h["linear"] and h["lr"] == 0.005 for h in hist[:switch])
+  assert [h["lr"] for h in hist[switch:]] == [0.01, 0.01, 0.005, 0.005]
+  assert not any(h["linear"] for h in hist[switch:])
+
+
+def test_length_buckets_keep_every_example_and_word():
+  data = synthetic.load_arrays(num_train=200, num_test=10, memory_size=10, seed=3)
+  buckets = train.length_buckets(data.train, (3, 6), 10)
+  assert sum(b["answer"].shape[0] for b in buckets) == data.train["answer"].shape[0]
+  words = sum(int(np.sum(b["story"] != 0)) for b in buckets)
+  assert words == int(np.sum(data.train["story"] != 0))
+  assert [b["story"].shape[1] for b in buckets] == [3, 6, 10][-len(buckets) :]
+
+
+def test_configs_and_paper_figures():
+  assert default.get_config().mode == "joint"
+  assert per_task.get_config().model.embedding_size == 20
+  c = variants.get_config("per_task_10k_pe_ls_rn_star_3hops")
+  assert c.data.lang == "en-10k" and c.model.relu and c.model.embedding_size == 100
+  c = variants.get_config("joint_1k_pe_ls_lw_2hops")
+  assert c.model.tying == "layerwise" and c.model.num_hops == 2 and c.train.random_noise == 0
+  c = variants.get_config("per_task_1k_bow_1hops")
+  assert c.model.encoding == "bow" and not c.train.linear_start
+  with pytest.raises(ValueError, match="unknown setting"):
+    variants.get_config("joint_5k_pe_3hops")
+  paper = paper_results.lookup("joint_1k_pe_ls_rn_3hops")
+  errors = list(paper["per_task"].values())
+  # The stored column reproduces the table's mean and failed-task count.
+  assert round(float(np.mean(errors)), 1) == paper["mean_error"] == 12.4
+  assert sum(e > 5 for e in errors) == paper["failed_tasks"]
+  assert paper_results.lookup("per_task_1k_pe_3hops")["mean_error"] is None
