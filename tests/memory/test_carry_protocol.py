@@ -186,3 +186,14 @@ def test_long_sequence_stays_finite(name):
   y = jax.jit(rnn.apply)(params, x)
   assert y.shape == (2, 400, 2 if name != "matrix" else 3)
   assert bool(jnp.isfinite(y).all())
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_bfloat16_memory_keeps_its_dtype(name):
+  cell = CELLS[name]().clone(dtype=jnp.bfloat16)
+  x = _inputs((2, 4, F), seed=6).astype(jnp.bfloat16)
+  (carry, y), _ = nn.RNN(cell, return_carry=True).init_with_output(jax.random.key(0), x)
+  init = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  chex.assert_trees_all_equal_shapes_and_dtypes(carry, init)
+  assert jax.tree.leaves(init)[0].dtype == jnp.bfloat16 and y.dtype == jnp.bfloat16
+  assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
