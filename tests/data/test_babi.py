@@ -198,6 +198,20 @@ def test_builder_reads_tar_gz_and_falls_back_to_1k(tmp_path, caplog):
   assert test == _expected(root, "en-10k", 1, "test") and test.fallback_tasks == ()
 
 
+def test_builder_keeps_unicode_text(tmp_path):
+  """Non-ASCII text (the hn/ folder is Hindi) survives the TFDS round trip."""
+  folder = tmp_path / "babi" / "tasks_1-20_v1-2" / "hn"
+  folder.mkdir(parents=True)
+  lines = ["1 मैरी बाथरूम में गयी.", "2 मैरी कहाँ है? \tबाथरूम\t1"]
+  for split in ("train", "test"):
+    (folder / task_filename("hn", 1, split).split("/")[1]).write_text(
+      "\n".join(lines) + "\n", encoding="utf-8"
+    )
+  got = babi.load_examples(1, "test", lang="hn", data_dir=str(tmp_path), tfds_dir=str(tmp_path))
+  assert got == babi.parse_babi(lines, task=1)
+  assert got[0].story == [["मैरी", "बाथरूम", "में", "गयी"]] and got[0].answer == "बाथरूम"
+
+
 def test_missing_data_error_says_what_to_put_where(tmp_path, monkeypatch):
   monkeypatch.delenv("MEMJAX_DATA_DIR", raising=False)
   monkeypatch.setattr(babi, "_reachable", lambda url: (False, "offline (test)"))
