@@ -15,8 +15,9 @@ dot products between bound pairs. With i.i.d. N(0, 1/d) entries:
   unstored distractor:    mean 0, var (2d + 2)/d^2 + (n - 1)/d
 
 (the (6d+4)/d^2 and (2d+2)/d^2 terms are the self and shared-factor variances,
-derived in the frequency domain; ``tests/ops/test_hrr.py`` checks them by sampling). Treating the scores as independent Gaussians,
-recall succeeds when the correct score beats every distractor:
+derived in the frequency domain; ``tests/ops/test_hrr.py`` checks them by sampling).
+Treating the scores as independent Gaussians, recall succeeds when the correct score
+beats every distractor:
 
   P(correct) = int N(x; 1, s_c^2) Phi(x / s_d)^(n - 1) Phi(x / s_u)^extra dx.
 
@@ -82,8 +83,9 @@ def _measure(key: jax.Array, trials: int, n: int, d: int, extra: int) -> tuple[j
 _measure_jit = jax.jit(_measure, static_argnums=(1, 2, 3, 4))
 
 
-def measure_accuracy(seed: int, d: int, n: int, queries: int, extra: int = 0,
-                     max_trials_per_chunk: int | None = None) -> tuple[float, float, int]:
+def measure_accuracy(
+  seed: int, d: int, n: int, queries: int, extra: int = 0, max_trials_per_chunk: int | None = None
+) -> tuple[float, float, int]:
   """Measured (cosine, dot) recall accuracy over about ``queries`` retrievals."""
   trials = max(1, -(-queries // n))
   # Keep each chunk's [trials, n + extra, d] arrays around 16M floats.
@@ -126,8 +128,11 @@ def _plot(rows: list[dict], out_dir: str) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--dims", default="256,1024,4096", help="comma-separated dimensions d")
-  parser.add_argument("--ns", default=",".join(map(str, DEFAULT_NS)),
-                      help="comma-separated numbers of stored pairs n (only n <= d are run)")
+  parser.add_argument(
+    "--ns",
+    default=",".join(map(str, DEFAULT_NS)),
+    help="comma-separated numbers of stored pairs n (only n <= d are run)",
+  )
   parser.add_argument("--queries", type=int, default=2000, help="retrievals per (d, n)")
   parser.add_argument("--extra", type=int, default=0, help="unstored distractors in the codebook")
   parser.add_argument("--seed", type=int, default=0)
@@ -144,17 +149,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
       theory = theory_accuracy(d, n, args.extra)
       stderr = math.sqrt(max(theory * (1 - theory), 1e-12) / total)
       row = {
-          "d": d, "n": n, "extra": args.extra, "queries": total,
-          "measured_cosine": round(cos_acc, 4), "measured_dot": round(dot_acc, 4),
-          "theory": round(theory, 4), "binomial_stderr": round(stderr, 4),
-          "seconds": round(time.perf_counter() - start, 2),
+        "d": d,
+        "n": n,
+        "extra": args.extra,
+        "queries": total,
+        "measured_cosine": round(cos_acc, 4),
+        "measured_dot": round(dot_acc, 4),
+        "theory": round(theory, 4),
+        "binomial_stderr": round(stderr, 4),
+        "seconds": round(time.perf_counter() - start, 2),
       }
       rows.append(row)
       print(json.dumps(row), flush=True)
   if args.out:
     os.makedirs(args.out, exist_ok=True)
-    meta = {"jax": jax.__version__, "device": str(jax.devices()[0]),
-            "python": platform.python_version(), "argv": sys.argv}
+    meta = {
+      "jax": jax.__version__,
+      "device": str(jax.devices()[0]),
+      "python": platform.python_version(),
+      "argv": sys.argv,
+    }
     with open(os.path.join(args.out, "results.jsonl"), "w") as f:
       f.write(json.dumps({"meta": meta}) + "\n")
       for row in rows:

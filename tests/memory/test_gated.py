@@ -213,7 +213,7 @@ def test_grads():
   check_grads(jax.jit(f), (hs, gate), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
   layer = gated.GatedMemoryLayer(num_slots=2)
   params = layer.init(jax.random.key(0), hs[None])
-  grads = jax.grad(lambda p: jnp.sum(layer.apply(p, hs[None]) ** 2))(params)
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply(p, hs[None]) ** 2)))(params)
   leaves = jax.tree.leaves(grads)
   assert all(bool(jnp.isfinite(g).all()) for g in leaves)
   assert all(float(jnp.abs(g).sum()) > 0 for g in leaves)
@@ -236,13 +236,15 @@ def test_no_retrace_across_steps():
   carry = cell.initialize_carry(None, x.shape)
   params = cell.init(jax.random.key(0), carry, x)
 
+  chex.clear_trace_counter()
+
   @jax.jit
   @chex.assert_max_traces(n=1)
-  def step(carry, x):
+  def gated_step(carry, x):
     return cell.apply(params, carry, x)
 
   for t in range(6):
-    carry, _ = step(carry, x * t)
+    carry, _ = gated_step(carry, x * t)
   np.testing.assert_array_equal(carry.count, [6, 6])
 
 

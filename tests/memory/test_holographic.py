@@ -71,13 +71,19 @@ def test_read_cleanup_recovers_all_pairs():
   d, n = 512, 12
   keys = hrr.random_vectors(jax.random.key(0), n, d)
   values = hrr.random_vectors(jax.random.key(1), n, d)
-  state = holographic.init_state(d)
-  for i in range(n):
-    state = holographic.write(state, keys[i], values[i])
-  for i in range(n):
-    r = holographic.read_cleanup(state, keys[i], values)
-    assert int(r.indices) == i
-    np.testing.assert_array_equal(r.values, values[i])
+
+  @jax.jit
+  def fill(keys, values):
+    state = holographic.init_state(d)
+    for i in range(n):
+      state = holographic.write(state, keys[i], values[i])
+    return state
+
+  state = fill(keys, values)
+  assert int(state.count) == n
+  r = jax.vmap(holographic.read_cleanup, in_axes=(None, 0, None))(state, keys, values)
+  np.testing.assert_array_equal(r.indices, np.arange(n))
+  np.testing.assert_array_equal(r.values, values)
   reset = holographic.reset(state)
   chex.assert_trees_all_equal(reset, holographic.init_state(d))
 
@@ -221,6 +227,7 @@ def test_cell_grads_wrt_params_are_finite():
   params = cell.init(jax.random.key(0), carry, x)
   carry = cell.apply(params, carry, -x)[0]  # a non-empty memory
 
+  @jax.jit
   def loss(p):
     return jnp.sum(cell.apply(p, carry, x)[1] ** 2)
 
@@ -236,13 +243,15 @@ def test_no_retrace_across_steps():
   carry = cell.initialize_carry(None, x.shape)
   params = cell.init(jax.random.key(0), carry, x)
 
+  chex.clear_trace_counter()
+
   @jax.jit
   @chex.assert_max_traces(n=1)
-  def step(carry, x):
+  def holographic_step(carry, x):
     return cell.apply(params, carry, x)
 
   for t in range(5):
-    carry, _ = step(carry, x * t)
+    carry, _ = holographic_step(carry, x * t)
   np.testing.assert_array_equal(carry.count, [5, 5])
 
 

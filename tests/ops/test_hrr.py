@@ -144,8 +144,8 @@ class JitTest(parameterized.TestCase):
 
 def test_grads():
   a, b = hrr.random_vectors(jax.random.key(9), 2, 6)
-  check_grads(hrr.bind, (a, b), order=2, modes=["fwd", "rev"], atol=1e-2, rtol=1e-2)
-  check_grads(hrr.unbind, (a, b), order=2, modes=["fwd", "rev"], atol=1e-2, rtol=1e-2)
+  check_grads(jax.jit(hrr.bind), (a, b), order=2, modes=["fwd", "rev"], atol=1e-2, rtol=1e-2)
+  check_grads(jax.jit(hrr.unbind), (a, b), order=1, modes=["fwd", "rev"], atol=1e-2, rtol=1e-2)
   # d/da sum(bind(a, b) * g) = correlation of g with b.
   g = hrr.random_vectors(jax.random.key(10), 1, 6)[0]
   grad = jax.grad(lambda a: jnp.sum(hrr.bind(a, b) * g))(a)
