@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from memjax.data import babi
-from memjax.data.babi_parse import task_filename
+from memjax.data.babi_parse import parse_raw, task_filename
 
 TESTDATA = pathlib.Path(__file__).parent / "testdata"
 PEOPLE = ("mary", "john", "sandra", "daniel")
@@ -196,6 +196,24 @@ def test_builder_reads_tar_gz_and_falls_back_to_1k(tmp_path, caplog):
     1, "test", lang="en-10k", data_dir=str(archive.parent), tfds_dir=str(tmp_path / "tfds")
   )
   assert test == _expected(root, "en-10k", 1, "test") and test.fallback_tasks == ()
+
+
+def test_fast_record_parse_equals_tfds_decoding(tmp_path):
+  """The direct proto parse used by the loaders equals TFDS's own decoding, including
+  an empty story and empty supporting facts (the last question of the qa8 test file)."""
+  folder = tmp_path / "babi" / "tasks_1-20_v1-2" / "en"
+  folder.mkdir(parents=True)
+  text = (TESTDATA / "qa8_lists-sets_test.txt").read_text()
+  for split in ("train", "test"):
+    (tmp_path / "babi" / "tasks_1-20_v1-2" / task_filename("en", 8, split)).write_text(text)
+  builder = babi.Babi(config="en_qa8", data_dir=str(tmp_path / "tfds"), data_root=str(tmp_path))
+  builder.download_and_prepare(file_format="array_record")
+  raw_bytes = tfds.decode.DeserializeMethod.RAW_BYTES
+  records = builder.as_data_source(split="test", deserialize_method=raw_bytes)
+  fast = [babi._proto_to_raw(records[i]) for i in range(len(records))]
+  slow = babi._read_raw(builder, "test", fast=False)
+  assert fast == slow == babi._read_raw(builder, "test") == parse_raw(text.splitlines(), task=8)
+  assert fast[-1].story == () and fast[-1].supporting == ()
 
 
 def test_builder_keeps_unicode_text(tmp_path):
