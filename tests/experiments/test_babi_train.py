@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments.babi import paper_results, synthetic, train
+from experiments.babi import interactive, paper_results, synthetic, train
 from experiments.babi.configs import default, per_task, smoke, variants
 from memjax.train import Checkpointer
 
@@ -137,3 +137,43 @@ def test_configs_and_paper_figures():
   assert round(float(np.mean(errors)), 1) == paper["mean_error"] == 12.4
   assert sum(e > 5 for e in errors) == paper["failed_tasks"]
   assert paper_results.lookup("per_task_1k_pe_3hops")["mean_error"] is None
+
+
+def test_interactive_answers_and_plots(tmp_path, monkeypatch, capsys):
+  config = _tiny_config()
+  config.train.num_restarts = 1
+  config.train.num_epochs = 6
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)
+  predictor = interactive.load_predictor(workdir)
+  story = ["Mary moved to the bathroom.", "John went to the hallway.", "Mary went to the office."]
+  result = predictor.answer(story, "Where is Mary?")
+  assert result.answer in synthetic.PLACES + synthetic.PEOPLE + synthetic.VERBS + (
+    "<pad>",
+    "to",
+    "the",
+    "where",
+    "is",
+  )
+  assert result.attention.shape == (2, 3) and 0 < result.probability <= 1
+  np.testing.assert_allclose(result.attention.sum(-1), 1.0, rtol=1e-5)
+  # The restored model answers like the model evaluated at the end of training.
+  story_ids, query_ids = predictor.encode(story, "Where is Mary?")
+  logits, _ = predictor.model.apply(predictor.params, story_ids[None], query_ids[None])
+  assert predictor.words[int(np.argmax(logits))] == result.answer
+  png = str(tmp_path / "att.png")
+  interactive.plot_attention(result, png)
+  assert os.path.getsize(png) > 1000
+  with pytest.raises(ValueError, match="zebra"):
+    predictor.answer(["Mary fed the zebra."], "Where is Mary?")
+  # Free text, bAbI's numbered format, and the command line over stdin.
+  sentences, question = interactive.split_story(
+    "1 Mary moved to the bathroom.\n2 Where is Mary?\tbathroom\t1"
+  )
+  assert sentences == ["Mary moved to the bathroom."] and question == "Where is Mary?"
+  monkeypatch.setattr(
+    "sys.stdin", ["John went to the kitchen. Mary went to the garden.\n", "Where is John?\n"]
+  )
+  interactive.main(["--workdir", workdir, "--png", png])
+  out = capsys.readouterr().out
+  assert "hop 1" in out and "Q: Where is John?" in out

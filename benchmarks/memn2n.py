@@ -1,0 +1,216 @@
+"""MemN2N training speed: memjax (jitted epoch scan) vs a straightforward numpy MemN2N.
+
+Both train the paper's joint bAbI 1k model (PE, TE, RN off, adjacent tying, 3 hops,
+d=50, memory 50) with SGD at batch 32 and 256 on the same data, and the numpy gradient
+is checked against JAX's on one batch first. Prints training examples/s of each, the
+speed-up, and the wall time of a joint run when given its ``results.json``.
+
+    python benchmarks/memn2n.py [--results runs/babi_joint_1k/results.json] [--seconds 20]
+
+The data is bAbI en (``$MEMJAX_DATA_DIR``) when present, else generated task-1-like data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.babi import synthetic, train
+from experiments.babi.configs import default
+
+# ----------------------------------------------------------------------------- numpy MemN2N
+
+
+def np_position_encoding(tokens: np.ndarray, d: int) -> np.ndarray:
+  present = tokens != 0
+  length = np.maximum(present.sum(-1, keepdims=True), 1).astype(np.float32)
+  j = np.arange(1, tokens.shape[-1] + 1, dtype=np.float32)
+  k = np.arange(1, d + 1, dtype=np.float32) / d
+  frac = (j / length)[..., None]
+  return np.where(present[..., None], (1 - frac) - k * (1 - 2 * frac), 0).astype(np.float32)
+
+
+def np_loss_and_grads(params: dict, story, query, answer):
+  """Summed cross-entropy and its gradients for adjacent tying (E_0..E_K, T_0..T_K)."""
+  E = [e.copy() for e in params["embed"]]
+  for e in E:
+    e[0] = 0.0
+  T = params["time"]
+  hops = len(E) - 1
+  d = E[0].shape[1]
+  mask = (story != 0).any(-1)  # [B, M]
+  count = mask.sum(-1, keepdims=True)
+  ages = np.where(mask, count - 1 - np.arange(story.shape[1]), 0)
+  pe, peq = np_position_encoding(story, d), np_position_encoding(query, d)
+  mem = [(E[j][story] * pe).sum(2) + T[j][ages] for j in range(hops + 1)]  # [B, M, d]
+  us, ps = [(E[0][query] * peq).sum(1)], []
+  for k in range(hops):
+    s = np.einsum("bmd,bd->bm", mem[k], us[-1])
+    s = np.where(mask, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
+    ps.append(p)
+    us.append(us[-1] + np.einsum("bm,bmd->bd", p, mem[k + 1]))
+  logits = us[-1] @ E[hops].T
+  logits = logits - logits.max(-1, keepdims=True)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  rows = np.arange(len(answer))
+  loss = -logp[rows, answer].sum()
+  # Backward.
+  dlogits = np.exp(logp)
+  dlogits[rows, answer] -= 1
+  dE = [np.zeros_like(e) for e in E]
+  dT = [np.zeros_like(t) for t in T]
+  dmem = [np.zeros_like(m) for m in mem]
+  dE[hops] += dlogits.T @ us[-1]
+  du = dlogits @ E[hops]
+  for k in reversed(range(hops)):
+    p, u = ps[k], us[k]
+    dmem[k + 1] += p[:, :, None] * du[:, None, :]
+    dp = np.einsum("bmd,bd->bm", mem[k + 1], du)
+    ds = p * (dp - (p * dp).sum(-1, keepdims=True))
+    dmem[k] += ds[:, :, None] * u[:, None, :]
+    du = du + np.einsum("bm,bmd->bd", ds, mem[k])
+  np.add.at(dE[0], query, du[:, None, :] * peq)
+  for j in range(hops + 1):
+    np.add.at(dE[j], story, dmem[j][:, :, None, :] * pe)
+    np.add.at(dT[j], ages[mask], dmem[j][mask])
+  for g in dE:
+    g[0] = 0.0
+  return loss, {"embed": dE, "time": dT}
+
+
+def np_sgd_step(params, grads, lr=0.01, max_norm=40.0):
+  leaves = grads["embed"] + grads["time"]
+  norm = np.sqrt(sum(float((g * g).sum()) for g in leaves))
+  scale = lr * min(1.0, max_norm / max(norm, 1e-12))
+  for key in params:
+    for p, g in zip(params[key], grads[key], strict=True):
+      p -= scale * g
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def load(memory_size=50):
+  try:
+    config = default.get_config()
+    return train.load_data(config, list(range(1, 21))), "bAbI en (joint 1k)"
+  except Exception as e:  # noqa: BLE001 - any missing-data error: fall back to generated data
+    print(f"(bAbI unavailable: {type(e).__name__}; using generated task-1-like data)")
+    return synthetic.load_arrays(num_train=20000, memory_size=memory_size), "generated"
+
+
+def numpy_speed(params, data, batch, seconds):
+  rng = np.random.default_rng(0)
+  n, done, start = data["answer"].shape[0], 0, time.time()
+  while time.time() - start < seconds:
+    idx = rng.integers(0, n, batch)
+    _, grads = np_loss_and_grads(
+      params, data["story"][idx], data["query"][idx], data["answer"][idx]
+    )
+    np_sgd_step(params, grads)
+    done += batch
+  return done / (time.time() - start)
+
+
+def memjax_speed(config, data, batch, seconds, buckets=True):
+  config = config.copy_and_resolve_references()
+  config.train.batch_size = batch
+  if not buckets:
+    config.train.bucket_sizes = ()
+  model = train.make_model(config, len(data.vocab))
+  state = train.init_state(config, model, data.sentence_size, 0)
+  mesh = train.data_mesh(1)
+  buckets = train.replicate(
+    train.length_buckets(data.train, config.train.bucket_sizes, config.data.memory_size), mesh
+  )
+  epoch = train.make_train_epoch(config, model, mesh)
+  lr, linear = jnp.float32(0.01), jnp.asarray(False)
+  state, loss = epoch(state, buckets, lr, linear)  # compile
+  float(loss)
+  n = data.train["answer"].shape[0]
+  done, start = 0, time.time()
+  while time.time() - start < seconds or done == 0:
+    state, loss = epoch(state, buckets, lr, linear)
+    float(loss)
+    done += n
+  return done / (time.time() - start)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--results", default="", help="results.json of a joint run")
+  parser.add_argument("--seconds", type=float, default=20.0, help="time per measurement")
+  args = parser.parse_args()
+
+  data, source = load()
+  config = default.get_config()
+  config.train.random_noise = 0.0
+  vocab, d, hops = len(data.vocab), config.model.embedding_size, config.model.num_hops
+  model = train.make_model(config, vocab)
+  params = model.init(
+    jax.random.key(0), jnp.asarray(data.train["story"][:2]), jnp.asarray(data.train["query"][:2])
+  )["params"]
+  np_params = {
+    "embed": [np.array(params[f"embed_{k}"], np.float64) for k in range(hops + 1)],
+    "time": [np.array(params[f"time_{k}"], np.float64) for k in range(hops + 1)],
+  }
+  # The numpy gradient equals JAX's on one batch.
+  b = {k: v[:32] for k, v in data.train.items()}
+
+  def jax_loss(p):
+    logits, _ = model.apply({"params": p}, b["story"], b["query"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, b["answer"]).sum()
+
+  jax_grads = jax.grad(jax_loss)(params)
+  np_loss, np_grads = np_loss_and_grads(np_params, b["story"], b["query"], b["answer"])
+  np.testing.assert_allclose(np_loss, float(jax_loss(params)), rtol=1e-4)
+  for k in range(hops + 1):
+    np.testing.assert_allclose(np_grads["embed"][k], jax_grads[f"embed_{k}"], atol=2e-4)
+    np.testing.assert_allclose(np_grads["time"][k], jax_grads[f"time_{k}"], atol=2e-4)
+  np_params = {k: [p.astype(np.float32) for p in v] for k, v in np_params.items()}
+
+  print(
+    f"MemN2N training speed, {source}: PE TE, adjacent, {hops} hops, d={d}, "
+    f"memory {config.data.memory_size}, SGD + clip 40; {jax.device_count()} "
+    f"{jax.devices()[0].platform} device(s), {os.cpu_count()} CPUs"
+  )
+  print(
+    "memjax = the experiment's jitted epoch (story-length buckets); 'padded' = the same "
+    "on all 50 memory rows, like the numpy code"
+  )
+  print(
+    f"{'batch':>5}  {'numpy ex/s':>11}  {'memjax padded':>13}  {'memjax ex/s':>12}  {'speed-up':>8}"
+  )
+  out = {}
+  for batch in (32, 256):
+    cpu = numpy_speed(np_params, data.train, batch, args.seconds)
+    padded = memjax_speed(config, data, batch, args.seconds, buckets=False)
+    jx = memjax_speed(config, data, batch, args.seconds)
+    out[batch] = {"numpy": cpu, "memjax_padded": padded, "memjax": jx, "speedup": jx / cpu}
+    print(f"{batch:>5}  {cpu:11.0f}  {padded:13.0f}  {jx:12.0f}  {jx / cpu:7.1f}x", flush=True)
+  if args.results and os.path.exists(args.results):
+    with open(args.results) as f:
+      r = json.load(f)
+    m = r["metrics"]
+    print(
+      f"joint run ({args.results}): wall time {r['wall_time_s']:.0f} s, training "
+      f"{m.get('train_examples_per_second') or 0:.0f} examples/s, mean test error "
+      f"{m['mean_test_error']:.1f}%"
+    )
+  return out
+
+
+if __name__ == "__main__":
+  main()
