@@ -448,7 +448,8 @@ class BabiArrays:
     left-aligned; rows past the story and words past a sentence are 0 (padding).
   * ``query``: int32 [E, S]; ``answer``: int32 [E]; ``task``: int32 [E], 1..20.
   * ``supporting``: int32 [E, supporting_size], indices into the story rows, -1 padded
-    (facts cut off by the truncation to M rows are -1 too).
+    in file order; facts cut off by the truncation to M rows are left out, so the valid
+    indices come first.
 
   Attributes:
     train: the training arrays minus the validation examples.
@@ -524,10 +525,10 @@ def _encode_split(
     query_rows[i] = sentence_id(raw.question)
     answer[i] = vocab.encode([raw.answer])[0]
     task[i] = raw.task
-    facts = [j - offset for j in raw.supporting]
-    counts["dropped_supporting"] += any(j < 0 for j in facts)
+    facts = [j - offset for j in raw.supporting if j >= offset]
+    counts["dropped_supporting"] += len(facts) < len(raw.supporting)
     counts["truncated_supporting"] += len(facts) > supporting_size
-    facts = [j if j >= 0 else -1 for j in facts][-supporting_size:] if supporting_size else []
+    facts = facts[:supporting_size]
     supporting[i, : len(facts)] = facts
   table = np.stack([np.zeros(sentence_size, np.int32), *table_rows])
   arrays = {
@@ -574,7 +575,8 @@ def load_arrays(
       every word of the chosen tasks.
     tfds_dir: where TFDS caches the built datasets; defaults to TFDS's.
     supporting_size: columns of ``supporting``; examples with more supporting facts keep
-      the most recent ones (tasks 7 and 8 have up to 8; counted in metadata).
+      the first ``supporting_size`` in file order (tasks 7 and 8 have up to 8; such
+      examples are counted in ``metadata['truncation']``).
 
   Returns:
     BabiArrays.
@@ -585,7 +587,10 @@ def load_arrays(
     ValueError: bad tasks, memory_size or validation_fraction.
   """
   tasks = _check_tasks(tasks)
-  if not isinstance(memory_size, int) or memory_size < 1:
+  if isinstance(memory_size, bool) or not isinstance(memory_size, (int, np.integer)):
+    raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
+  memory_size = int(memory_size)
+  if memory_size < 1:
     raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
   if not 0.0 <= validation_fraction < 1.0:
     raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")

@@ -272,7 +272,7 @@ def test_load_arrays_match_independent_parse(arrays, fake_root):
   want = [ex for t in (1, 2) for ex in _expected(fake_root, "en", t, "test")]
   test = arrays.test
   assert len(want) == len(test["answer"])
-  truncated = 0
+  truncated = dropped = 0
   for i, ex in enumerate(want):
     offset = max(0, len(ex.story) - m)
     truncated += offset > 0
@@ -281,10 +281,12 @@ def test_load_arrays_match_independent_parse(arrays, fake_root):
     assert vocab.decode(test["query"][i], skip_padding=True) == ex.question
     assert vocab.decode([test["answer"][i]]) == [ex.answer]
     assert test["task"][i] == ex.task
-    facts = [j - offset if j >= offset else -1 for j in ex.supporting]
+    facts = [j - offset for j in ex.supporting if j >= offset]
+    dropped += len(facts) < len(ex.supporting)
     assert test["supporting"][i].tolist() == facts + [-1] * (3 - len(facts))
   assert truncated > 0  # The fake stories are longer than M = 3 sometimes.
   assert arrays.metadata["truncation"]["test"]["truncated_stories"] == truncated
+  assert arrays.metadata["truncation"]["test"]["dropped_supporting"] == dropped > 0
 
 
 def _decode_rows(arrays, split):
