@@ -1,0 +1,369 @@
+"""Trains an NTM or an LSTM baseline on the NTM paper's algorithmic tasks.
+
+``train_and_evaluate(config, workdir)`` runs the whole study: a jitted training step
+(the batch is generated inside it from the step's PRNG key and the time loop is a
+scan), a learning curve of the cost in bits per sequence against sequences seen,
+Orbax checkpoints with resume after a kill, length generalisation, plots like the
+paper's figures and ``workdir/results.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from memjax.data import algorithmic
+from memjax.memory.ntm import NTMCell
+from memjax.train import Checkpointer, write_results
+
+_LN2 = math.log(2.0)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class LSTMBaseline(nn.Module):
+  """A stack of LSTMs with a linear read-out (the paper's baseline: 3 x 256)."""
+
+  output_size: int
+  hidden_size: int = 256
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    h = inputs
+    for i in range(self.num_layers):
+      h = nn.RNN(nn.OptimizedLSTMCell(self.hidden_size), name=f"lstm_{i}")(h)
+    return nn.Dense(self.output_size, name="output")(h)
+
+
+def make_cell(config: ml_collections.ConfigDict, output_size: int) -> NTMCell:
+  """The NTM cell described by ``config.model``."""
+  m = config.model
+  return NTMCell(
+      output_size=output_size,
+      memory_size=m.memory_size,
+      memory_width=m.memory_width,
+      num_read_heads=m.num_read_heads,
+      num_write_heads=m.num_write_heads,
+      controller=m.controller,
+      controller_size=m.controller_size,
+      shift_range=m.shift_range,
+      clip_value=m.clip_value,
+  )
+
+
+def make_model(config: ml_collections.ConfigDict, output_size: int) -> nn.Module:
+  """``nn.RNN(NTMCell)`` or :class:`LSTMBaseline`, mapping ``[B, T, Fi]`` to logits."""
+  if config.model.name == "ntm":
+    return nn.RNN(make_cell(config, output_size), name="ntm")
+  if config.model.name == "lstm":
+    return LSTMBaseline(output_size, config.model.hidden_size, config.model.num_layers)
+  raise ValueError(f"config.model.name={config.model.name!r} must be 'ntm' or 'lstm'")
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def make_task(config: ml_collections.ConfigDict) -> tuple[Callable, Callable, int, int]:
+  """Returns ``(train_batch(key, B), eval_batch(key, B, length), Fi, Fo)`` for config.task."""
+  t = config.task
+  if t.name == "copy":
+    train = lambda k, b: algorithmic.copy_task(k, b, t.min_length, t.max_length, t.num_bits)
+    evals = lambda k, b, n: algorithmic.copy_task(k, b, n, n, t.num_bits)
+    return train, evals, t.num_bits + 1, t.num_bits
+  if t.name == "repeat_copy":
+    train = lambda k, b: algorithmic.repeat_copy_task(
+        k, b, t.min_length, t.max_length, t.min_repeats, t.max_repeats, t.num_bits)
+    evals = lambda k, b, n: algorithmic.repeat_copy_task(
+        k, b, n, n, t.min_repeats, t.max_repeats, t.num_bits)
+    return train, evals, t.num_bits + 2, t.num_bits + 1
+  if t.name == "associative_recall":
+    train = lambda k, b: algorithmic.associative_recall_task(
+        k, b, t.min_items, t.max_items, t.item_length, t.num_bits)
+    evals = lambda k, b, n: algorithmic.associative_recall_task(
+        k, b, n, n, t.item_length, t.num_bits)
+    return train, evals, t.num_bits + 2, t.num_bits
+  raise ValueError(f"config.task.name={t.name!r} is not copy, repeat_copy or associative_recall")
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def sequence_costs(logits: jax.Array, batch: algorithmic.AlgorithmicBatch) -> dict[str, jax.Array]:
+  """Per-sequence cost in bits (binary cross-entropy, log base 2) and bit errors.
+
+  Args:
+    logits: [B, T, Fo] output logits.
+    batch: the batch (targets [B, T, Fo], mask [B, T]).
+
+  Returns:
+    ``{'bits': [B], 'bit_errors': [B]}``, each summed over the scored steps and bits.
+  """
+  mask = batch.mask[..., None]
+  ce = optax.sigmoid_binary_cross_entropy(logits, batch.targets) * mask
+  wrong = ((logits > 0).astype(jnp.float32) != batch.targets) * mask
+  return {"bits": jnp.sum(ce, axis=(1, 2)) / _LN2, "bit_errors": jnp.sum(wrong, axis=(1, 2))}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Gradient clipping by global norm, then RMSProp (with momentum) or Adam."""
+  o = config.optimizer
+  if o.name == "rmsprop":
+    opt = optax.rmsprop(o.learning_rate, decay=o.decay, momentum=o.momentum, eps=o.eps)
+  elif o.name == "adam":
+    opt = optax.adam(o.learning_rate, eps=o.eps)
+  else:
+    raise ValueError(f"config.optimizer.name={o.name!r} must be 'rmsprop' or 'adam'")
+  return optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), opt)
+
+
+class TrainState(NamedTuple):
+  """Everything a resumed run needs (checkpointed with Orbax)."""
+
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key data [2]
+  step: jax.Array  # [] int32 optimiser steps done
+
+
+def init_train_state(config, model, optimizer, input_size: int) -> TrainState:
+  """Parameters from ``config.seed``; the data stream key is derived from the same seed."""
+  init_key, data_key = jax.random.split(jax.random.key(config.seed))
+  dummy = jnp.zeros((1, 3, input_size), jnp.float32)
+  params = model.init(init_key, dummy)["params"]
+  return TrainState(params, optimizer.init(params), jax.random.key_data(data_key),
+                    jnp.zeros((), jnp.int32))
+
+
+def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_call: int):
+  """A jitted function running ``steps_per_call`` optimiser steps in a ``lax.scan``.
+
+  Returns:
+    ``fn(state) -> (state, {'bits': [steps_per_call], 'bit_errors': [steps_per_call]})``
+    with the batch-mean cost of each step.
+  """
+
+  def loss_fn(params, batch):
+    logits = model.apply({"params": params}, batch.inputs)
+    costs = sequence_costs(logits, batch)
+    return jnp.mean(costs["bits"]), costs
+
+  def one_step(state: TrainState, _):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    batch = train_batch(key, batch_size)
+    (_, costs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {k: jnp.mean(v) for k, v in costs.items()}
+    return TrainState(params, opt_state, state.rng, state.step + 1), metrics
+
+  @jax.jit
+  def train_steps(state: TrainState):
+    return jax.lax.scan(one_step, state, None, length=steps_per_call)
+
+  return train_steps
+
+
+def make_evaluate(model, eval_batch, batch_size: int, seed: int):
+  """``fn(params, length) -> {'bits', 'bit_errors'}`` means on a fixed held-out batch."""
+
+  @functools.partial(jax.jit, static_argnums=1)
+  def evaluate(params, length: int | None):
+    key = jax.random.key(seed)
+    batch = eval_batch(key, batch_size, length)
+    logits = model.apply({"params": params}, batch.inputs)
+    return {k: jnp.mean(v) for k, v in sequence_costs(logits, batch).items()}
+
+  return evaluate
+
+
+def trace_ntm(cell: NTMCell, params, inputs: jax.Array) -> dict[str, jax.Array]:
+  """Runs the NTM on one sequence and records its head weightings at every step.
+
+  Args:
+    cell: the NTM cell.
+    params: the parameters of ``nn.RNN(cell)`` (``{'cell': ...}``).
+    inputs: [T, Fi] one input sequence.
+
+  Returns:
+    ``{'outputs': [T, Fo] sigmoid outputs, 'read_weights': [T, R, N],
+    'write_weights': [T, Wh, N]}``.
+  """
+  carry = cell.initialize_carry(None, inputs.shape[1:])
+
+  def body(carry, x):
+    carry, y = cell.apply({"params": params["cell"]}, carry, x)
+    return carry, (jax.nn.sigmoid(y), carry.read_weights, carry.write_weights)
+
+  _, (outputs, reads, writes) = jax.lax.scan(body, carry, inputs)
+  return {"outputs": outputs, "read_weights": reads, "write_weights": writes}
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _save_curve_plot(path: str, curve: list[list[float]], title: str) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  arr = np.asarray(curve, dtype=np.float64)
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  ax.plot(arr[:, 0], arr[:, 1], label="cost (bits / sequence)")
+  ax.plot(arr[:, 0], arr[:, 2], label="bit errors / sequence", alpha=0.7)
+  ax.set_yscale("symlog", linthresh=0.1)
+  ax.set_xlabel("sequences seen")
+  ax.set_title(title)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_trace_plot(path: str, batch_inputs, targets, trace: dict, title: str,
+                    mask=None) -> None:
+  """Inputs, targets, outputs and the read/write weightings over time (paper Fig. 6).
+
+  ``mask [T]`` (optional) blanks the outputs of unscored steps, as the paper's figures.
+  """
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  write_w = np.asarray(trace["write_weights"][:, 0])  # [T, N]
+  read_w = np.asarray(trace["read_weights"][:, 0])
+  used = np.nonzero((write_w.max(0) > 0.01) | (read_w.max(0) > 0.01))[0]
+  lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, write_w.shape[1])
+  panels = [("inputs", np.asarray(batch_inputs)), ("targets", np.asarray(targets)),
+            ("outputs", np.asarray(trace["outputs"]) * (
+                1.0 if mask is None else np.asarray(mask)[:, None])),
+            (f"write weightings (slots {lo}-{hi - 1})", write_w[:, lo:hi]),
+            (f"read weightings (slots {lo}-{hi - 1})", read_w[:, lo:hi])]
+  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 9))
+  for ax, (name, arr) in zip(axes, panels, strict=True):
+    ax.imshow(arr.T, aspect="auto", cmap="gray_r", interpolation="nearest")
+    ax.set_ylabel(name, fontsize=8)
+  axes[-1].set_xlabel("time")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, checkpoints (resuming from ``workdir`` if a checkpoint exists) and evaluates.
+
+  Args:
+    config: see ``experiments/algorithmic/configs/copy_ntm.py``.
+    workdir: output directory (checkpoints, ``results.json``, PNG plots).
+
+  Returns:
+    The metrics written to ``results.json``.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  train_batch, eval_batch, input_size, output_size = make_task(config)
+  model = make_model(config, output_size)
+  optimizer = make_optimizer(config)
+  steps_per_call = config.steps_per_call
+  if config.log_every % steps_per_call or config.checkpoint_every % steps_per_call:
+    raise ValueError("config.log_every and config.checkpoint_every must be multiples of "
+                     f"config.steps_per_call={steps_per_call}")
+  state = init_train_state(config, model, optimizer, input_size)
+  train_steps = make_train_steps(model, optimizer, train_batch, config.batch_size,
+                                 steps_per_call)
+  evaluate = make_evaluate(model, eval_batch, config.eval_batch_size, config.seed + 1)
+  eval_train = make_evaluate(
+      model, lambda k, b, _: train_batch(k, b), config.eval_batch_size, config.seed + 1)
+
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  curve: list[list[float]] = []  # [sequences seen, train bits, train bit errors]
+  eval_curve: list[list[float]] = []  # [sequences seen, eval bits, eval bit errors]
+  converged_at = None
+  prior_wall = 0.0
+  restored = ckpt.restore_latest(jax.eval_shape(lambda: state))
+  if restored is not None:
+    _, state, meta = restored
+    curve, eval_curve = meta.get("curve", []), meta.get("eval_curve", [])
+    converged_at, prior_wall = meta.get("converged_at"), meta.get("wall_time_s", 0.0)
+
+  def save():
+    ckpt.save(int(state.step), state, {
+        "curve": curve, "eval_curve": eval_curve, "converged_at": converged_at,
+        "wall_time_s": prior_wall + time.time() - start})
+
+  step = int(state.step)
+  window: list[dict[str, np.ndarray]] = []
+  with tqdm.tqdm(total=config.num_steps, initial=step, desc=config.name,
+                 disable=not config.progress_bar, mininterval=2.0) as bar:
+    while step < config.num_steps and not (config.stop_when_converged and converged_at):
+      state, metrics = train_steps(state)
+      step += steps_per_call
+      bar.update(steps_per_call)
+      window.append(jax.device_get(metrics))
+      if step % config.log_every == 0:
+        bits = float(np.mean([w["bits"] for w in window]))
+        errors = float(np.mean([w["bit_errors"] for w in window]))
+        window = []
+        seen = step * config.batch_size
+        curve.append([seen, bits, errors])
+        held_out = jax.device_get(eval_train(state.params, None))
+        eval_curve.append([seen, float(held_out["bits"]), float(held_out["bit_errors"])])
+        if converged_at is None and held_out["bit_errors"] < config.converged_bit_errors:
+          converged_at = seen
+        bar.set_postfix(bits=f"{bits:.3f}", err=f"{errors:.3f}",
+                        eval_err=f"{float(held_out['bit_errors']):.3f}")
+      if step % config.checkpoint_every == 0:
+        save()
+  if step % config.checkpoint_every:
+    save()
+  ckpt.close()
+
+  final = jax.device_get(eval_train(state.params, None))
+  lengths = {}
+  for n in config.eval_lengths:
+    lengths[str(n)] = {k: float(v) for k, v in jax.device_get(evaluate(state.params, n)).items()}
+  metrics = {
+      "steps": step,
+      "sequences_seen": step * config.batch_size,
+      "final_bits_per_sequence": float(final["bits"]),
+      "final_bit_errors_per_sequence": float(final["bit_errors"]),
+      "converged_bit_errors_threshold": config.converged_bit_errors,
+      "sequences_to_converge": converged_at,
+      "length_generalisation": lengths,
+      "curve": curve,
+      "eval_curve": eval_curve,
+      "paper": config.paper_note,
+  }
+  if curve:
+    _save_curve_plot(os.path.join(workdir, "learning_curve.png"), eval_curve or curve,
+                     f"{config.name}: held-out cost vs sequences seen")
+  if config.model.name == "ntm" and config.plots:
+    cell = make_cell(config, output_size)
+    for n in config.plot_lengths:
+      batch = eval_batch(jax.random.key(config.seed + 2), 1, n)
+      trace = trace_ntm(cell, state.params, batch.inputs[0])
+      save_trace_plot(os.path.join(workdir, f"weightings_len{n}.png"), batch.inputs[0],
+                      batch.targets[0], trace, f"{config.name}: length {n}",
+                      batch.mask[0])
+  wall = prior_wall + time.time() - start
+  write_results(workdir, metrics, config, wall)
+  return metrics

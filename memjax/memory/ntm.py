@@ -1,0 +1,442 @@
+"""Neural Turing Machine: a memory matrix addressed by content and location.
+
+An NTM couples a controller (an LSTM or a feed-forward net) to a memory matrix
+``M [N, W]`` through read and write heads. Each head emits, per step, a key, a key
+strength ``beta``, an interpolation gate ``g``, a shift distribution ``s`` and a
+sharpening exponent ``gamma`` (see :mod:`memjax.ops.addressing`); write heads also emit
+an erase vector ``e`` and an add vector ``a``:
+
+    w_t = address(M, key, beta, g, s, gamma, w_{t-1})           # per head, [N]
+    M_t = M_{t-1} * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T     # write (all write heads)
+    r_t = w_t^T M_t                                              # read, [W] per read head
+
+One step of the cell: the controller sees ``[x_t, r_{t-1}]``; its output (clipped to
+``[-clip_value, clip_value]``) is projected to the head parameters; the write heads
+address and write ``M_{t-1} -> M_t``; the read heads then address and read ``M_t``; the
+output is ``y_t = W_o [h_t, r_t]`` (logits, clipped). The state (memory, head
+weightings, reads, controller state) is the carry.
+
+Initialisation follows Collier & Beel (2018), who found it decisive for stable
+training: the memory starts at a small constant (1e-6, so the first content weightings
+are uniform and finite), every head starts focused on slot 0, the reads start at
+zero, and the controller outputs and the logits are clipped to [-20, 20].
+
+    state = init_state(memory_size=128, memory_width=20)
+    state = step(state, read_heads, write_heads)     # read_heads, write_heads: HeadParams
+    reads = state.reads                              # [R, W]
+
+References:
+  Graves, Wayne, Danihelka 2014, "Neural Turing Machines", arXiv:1410.5401.
+  Collier & Beel 2018, "Implementing Neural Turing Machines", ICANN (arXiv:1807.08518).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from memjax.ops import _checks
+from memjax.ops.addressing import address
+
+_CONTROLLERS = ("lstm", "feedforward")
+
+
+class NTMState(NamedTuple):
+  """State of an NTM (one example; a cell's carry adds batch axes ``[*B]`` to each leaf)."""
+
+  memory: jax.Array  # [N, W]
+  read_weights: jax.Array  # [R, N]
+  write_weights: jax.Array  # [Wh, N]
+  reads: jax.Array  # [R, W] the last read vectors
+  controller: tuple[jax.Array, ...]  # LSTM (c [H], h [H]); () for a feed-forward controller
+
+
+class HeadParams(NamedTuple):
+  """Constrained parameters of a group of heads (one example: leading axis = heads)."""
+
+  key: jax.Array  # [Hd, W]
+  beta: jax.Array  # [Hd] key strength >= 0
+  gate: jax.Array  # [Hd] interpolation gate in [0, 1]
+  shift: jax.Array  # [Hd, S] distribution over shifts -k..k
+  gamma: jax.Array  # [Hd] sharpening exponent >= 1
+  erase: jax.Array | None = None  # [Hd, W] in [0, 1] (write heads only)
+  add: jax.Array | None = None  # [Hd, W] (write heads only)
+
+
+def _check_size(name: str, value: Any, minimum: int = 1) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def init_state(
+    memory_size: int,
+    memory_width: int,
+    num_read_heads: int = 1,
+    num_write_heads: int = 1,
+    controller_size: int | None = None,
+    memory_init: float = 1e-6,
+    dtype: Any = jnp.float32,
+) -> NTMState:
+  """The initial NTM state: constant memory, heads on slot 0, zero reads.
+
+  Args:
+    memory_size: N, the number of memory slots.
+    memory_width: W, the size of a slot.
+    num_read_heads: R.
+    num_write_heads: Wh.
+    controller_size: H, the LSTM controller's size (its zero ``(c, h)`` joins the state);
+      None for a feed-forward controller (no controller state).
+    memory_init: the constant every memory entry starts at (small, not 0, so cosine
+      similarities are defined).
+    dtype: floating dtype of every array.
+
+  Returns:
+    :class:`NTMState` with ``memory [N, W]``, ``read_weights [R, N]``,
+    ``write_weights [Wh, N]``, ``reads [R, W]``.
+
+  Raises:
+    ValueError / TypeError: non-positive sizes or a non-floating dtype.
+  """
+  _check_size("memory_size", memory_size)
+  _check_size("memory_width", memory_width)
+  _check_size("num_read_heads", num_read_heads, 0)
+  _check_size("num_write_heads", num_write_heads, 0)
+  if controller_size is not None:
+    _check_size("controller_size", controller_size)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(f"dtype must be floating, got {dtype}")
+  focus = jax.nn.one_hot(0, memory_size, dtype=dtype)
+  controller = ()
+  if controller_size is not None:
+    controller = (jnp.zeros((controller_size,), dtype), jnp.zeros((controller_size,), dtype))
+  return NTMState(
+      memory=jnp.full((memory_size, memory_width), memory_init, dtype),
+      read_weights=jnp.tile(focus, (num_read_heads, 1)),
+      write_weights=jnp.tile(focus, (num_write_heads, 1)),
+      reads=jnp.zeros((num_read_heads, memory_width), dtype),
+      controller=controller,
+  )
+
+
+def read(memory: jax.Array, weights: jax.Array) -> jax.Array:
+  """Read vectors ``r_h = sum_i w_h(i) M[i]``.
+
+  Args:
+    memory: [N, W] memory matrix.
+    weights: [R, N] read weightings.
+
+  Returns:
+    [R, W] read vectors.
+  """
+  _checks.check_floating("memory", memory)
+  _checks.check_rank("memory", memory, 2, "[N, W] (use jax.vmap for a batch)")
+  _checks.check_floating("weights", weights)
+  _checks.check_rank("weights", weights, 2, "[R, N]")
+  _checks.check_last_dim("weights", weights, memory.shape[0], f"memory {memory.shape} (N)")
+  return weights @ memory
+
+
+def write(memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Array) -> jax.Array:
+  """Erase then add: ``M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T``.
+
+  The erase products commute, so the order of the write heads does not matter.
+
+  Args:
+    memory: [N, W] memory matrix.
+    weights: [Wh, N] write weightings.
+    erase: [Wh, W] erase vectors in [0, 1].
+    add: [Wh, W] add vectors.
+
+  Returns:
+    [N, W] the new memory (same dtype).
+  """
+  _checks.check_floating("memory", memory)
+  _checks.check_rank("memory", memory, 2, "[N, W] (use jax.vmap for a batch)")
+  n, width = memory.shape
+  for name, arr, size in (("weights", weights, n), ("erase", erase, width), ("add", add, width)):
+    _checks.check_floating(name, arr)
+    _checks.check_rank(name, arr, 2, "[Wh, N]" if name == "weights" else "[Wh, W]")
+    _checks.check_last_dim(name, arr, size, f"memory {memory.shape}")
+  if not weights.shape[0] == erase.shape[0] == add.shape[0]:
+    raise ValueError(
+        f"weights {weights.shape}, erase {erase.shape} and add {add.shape} must have the "
+        "same number of write heads"
+    )
+  keep = jnp.prod(1 - weights[:, :, None] * erase[:, None, :], axis=0)
+  added = jnp.einsum("hn,hw->nw", weights, add)
+  return (memory * keep + added).astype(memory.dtype)
+
+
+def head_param_size(memory_width: int, shift_range: int = 1, write: bool = False) -> int:
+  """Raw controller outputs per head: key W, beta, g, 2k+1 shifts, gamma (+ erase, add W).
+
+  Args:
+    memory_width: W.
+    shift_range: k, the largest shift (shifts -k..k).
+    write: whether the head is a write head (erase and add vectors).
+  """
+  size = memory_width + 3 + (2 * shift_range + 1)
+  return size + 2 * memory_width if write else size
+
+
+def head_params(
+    raw: jax.Array, memory_width: int, shift_range: int = 1, write: bool = False
+) -> HeadParams:
+  """Maps raw controller outputs to constrained head parameters.
+
+  ``key`` is taken as is, ``beta = softplus``, ``g = sigmoid``, ``s = softmax``,
+  ``gamma = 1 + softplus``, ``erase = sigmoid``, ``add = tanh``.
+
+  Args:
+    raw: [..., Hd, P] raw outputs, ``P = head_param_size(memory_width, shift_range, write)``.
+    memory_width: W.
+    shift_range: k.
+    write: whether these are write heads.
+
+  Returns:
+    :class:`HeadParams` with leading axes ``[..., Hd]``.
+  """
+  _checks.check_floating("raw", raw)
+  _checks.check_min_rank("raw", raw, 1, "[..., P]")
+  p = head_param_size(memory_width, shift_range, write)
+  _checks.check_last_dim("raw", raw, p, f"head_param_size(memory_width={memory_width}, "
+                         f"shift_range={shift_range}, write={write})")
+  w, s = memory_width, 2 * shift_range + 1
+  key, beta, gate = raw[..., :w], raw[..., w], raw[..., w + 1]
+  shift = raw[..., w + 2 : w + 2 + s]
+  gamma = raw[..., w + 2 + s]
+  erase = add = None
+  if write:
+    erase = jax.nn.sigmoid(raw[..., w + 3 + s : 2 * w + 3 + s])
+    add = jnp.tanh(raw[..., 2 * w + 3 + s :])
+  return HeadParams(
+      key=key,
+      beta=jax.nn.softplus(beta),
+      gate=jax.nn.sigmoid(gate),
+      shift=jax.nn.softmax(shift, axis=-1),
+      gamma=1 + jax.nn.softplus(gamma),
+      erase=erase,
+      add=add,
+  )
+
+
+def _address(memory: jax.Array, heads: HeadParams, w_prev: jax.Array) -> jax.Array:
+  return address(memory, heads.key, heads.beta, heads.gate, heads.shift, heads.gamma, w_prev)
+
+
+def step(state: NTMState, read_heads: HeadParams, write_heads: HeadParams) -> NTMState:
+  """One memory step of one example: address and write, then address and read.
+
+  The write heads address ``M_{t-1}`` from their previous weightings and write it into
+  ``M_t``; the read heads then address ``M_t`` and read it. The controller state is
+  passed through unchanged (the cell updates it).
+
+  Args:
+    state: the NTM state (no batch axes).
+    read_heads: :class:`HeadParams` with leading axis R.
+    write_heads: :class:`HeadParams` with leading axis Wh and erase/add vectors.
+
+  Returns:
+    The new state: same structure, shapes and dtypes.
+
+  Raises:
+    ValueError: head counts that differ from the state's, missing erase/add vectors.
+  """
+  _checks.check_rank("state.memory", state.memory, 2, "[N, W] (use jax.vmap for a batch)")
+  for name, heads, w_prev in (("read_heads", read_heads, state.read_weights),
+                              ("write_heads", write_heads, state.write_weights)):
+    if heads.key.shape[:-1] != w_prev.shape[:-1]:
+      raise ValueError(
+          f"{name}.key has shape {heads.key.shape}; the state has {w_prev.shape[0]} such "
+          f"heads (weightings {w_prev.shape})"
+      )
+  if write_heads.erase is None or write_heads.add is None:
+    raise ValueError("write_heads must have erase and add vectors (head_params(write=True))")
+  dtype = state.memory.dtype
+  write_w = _address(state.memory, write_heads, state.write_weights).astype(dtype)
+  memory = write(state.memory, write_w, write_heads.erase.astype(dtype),
+                 write_heads.add.astype(dtype))
+  read_w = _address(memory, read_heads, state.read_weights).astype(dtype)
+  reads = read(memory, read_w)
+  return NTMState(memory=memory, read_weights=read_w, write_weights=write_w, reads=reads,
+                  controller=state.controller)
+
+
+def _vmap_batch(fn, num_batch_dims: int):
+  for _ in range(num_batch_dims):
+    fn = jax.vmap(fn)
+  return fn
+
+
+class NTMCell(nn.RNNCellBase):
+  """Neural Turing Machine cell: controller + read/write heads over a memory matrix.
+
+  One step maps ``(carry, x [*B, F])`` to ``(carry, y [*B, output_size])``; ``y`` are
+  logits (apply a sigmoid for bit targets). The carry is an :class:`NTMState` with batch
+  axes ``[*B]``; build it with :meth:`initialize_carry`.
+
+  Attributes:
+    output_size: size of ``y``.
+    memory_size: N, the number of memory slots.
+    memory_width: W, the size of a slot.
+    num_read_heads: R >= 1.
+    num_write_heads: Wh >= 1.
+    controller: ``'lstm'`` or ``'feedforward'`` (one tanh layer).
+    controller_size: H, the controller's hidden size.
+    shift_range: k; the heads may shift by -k..k slots per step.
+    clip_value: controller outputs and logits are clipped to ``[-clip_value, clip_value]``.
+    memory_init: the constant the memory starts at.
+    dtype: dtype of the carry.
+    param_dtype: dtype of the parameters.
+
+  Example:
+    >>> cell = NTMCell(output_size=8, memory_size=16, memory_width=6, controller_size=32)
+    >>> x = jnp.ones((4, 10, 9))               # [B, T, F]
+    >>> (carry, y), variables = nn.RNN(cell, return_carry=True).init_with_output(
+    ...     jax.random.key(0), x)
+    >>> y.shape, carry.memory.shape, carry.read_weights.shape
+    ((4, 10, 8), (4, 16, 6), (4, 1, 16))
+
+  References:
+    Graves, Wayne, Danihelka 2014, "Neural Turing Machines".
+    Collier & Beel 2018, "Implementing Neural Turing Machines" (initialisation, clipping).
+  """
+
+  output_size: int
+  memory_size: int = 128
+  memory_width: int = 20
+  num_read_heads: int = 1
+  num_write_heads: int = 1
+  controller: str = "lstm"
+  controller_size: int = 100
+  shift_range: int = 1
+  clip_value: float = 20.0
+  memory_init: float = 1e-6
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def _check_attributes(self) -> None:
+    if self.controller not in _CONTROLLERS:
+      raise ValueError(f"controller={self.controller!r} must be one of {_CONTROLLERS}")
+    for name in ("output_size", "memory_size", "memory_width", "num_read_heads",
+                 "num_write_heads", "controller_size"):
+      _check_size(name, getattr(self, name))
+    _check_size("shift_range", self.shift_range, 0)
+    if 2 * self.shift_range + 1 > self.memory_size:
+      raise ValueError(
+          f"shift_range={self.shift_range} needs 2 * shift_range + 1 <= memory_size="
+          f"{self.memory_size}"
+      )
+
+  @nn.compact
+  def __call__(self, carry: NTMState, x: jax.Array) -> tuple[NTMState, jax.Array]:
+    """One step.
+
+    Args:
+      carry: :class:`NTMState` with batch axes ``[*B]``.
+      x: [*B, F] the step's input.
+
+    Returns:
+      ``(new_carry, y [*B, output_size])`` with ``y`` the clipped output logits.
+
+    Raises:
+      ValueError / TypeError: a carry whose batch axes differ from ``x``'s, a
+        non-floating or rank-0 ``x``, bad attributes.
+    """
+    self._check_attributes()
+    _checks.check_floating("x", x)
+    _checks.check_min_rank("x", x, 1, "[*B, F]")
+    batch = x.shape[:-1]
+    self._check_carry(carry, batch)
+    r, wh, width, k = self.num_read_heads, self.num_write_heads, self.memory_width, self.shift_range
+    clip = lambda a: jnp.clip(a, -self.clip_value, self.clip_value)
+    dense = lambda size, name: nn.Dense(size, name=name, dtype=self.dtype,
+                                        param_dtype=self.param_dtype)
+
+    inputs = jnp.concatenate([x.astype(self.dtype), carry.reads.reshape(batch + (r * width,))],
+                             axis=-1)
+    if self.controller == "lstm":
+      lstm = nn.OptimizedLSTMCell(self.controller_size, name="controller", dtype=self.dtype,
+                         param_dtype=self.param_dtype)
+      controller_state, h = lstm(carry.controller, inputs)
+    else:
+      controller_state, h = (), jnp.tanh(dense(self.controller_size, "controller")(inputs))
+    h = clip(h)
+
+    p_read = head_param_size(width, k, write=False)
+    p_write = head_param_size(width, k, write=True)
+    raw_read = clip(dense(r * p_read, "read_heads")(h)).reshape(batch + (r, p_read))
+    raw_write = clip(dense(wh * p_write, "write_heads")(h)).reshape(batch + (wh, p_write))
+    read_heads = head_params(raw_read, width, k, write=False)
+    write_heads = head_params(raw_write, width, k, write=True)
+
+    memory_state = carry._replace(controller=())
+    new = _vmap_batch(step, len(batch))(memory_state, read_heads, write_heads)
+    new = new._replace(controller=controller_state)
+    out_in = jnp.concatenate([h, new.reads.reshape(batch + (r * width,))], axis=-1)
+    y = clip(dense(self.output_size, "output")(out_in))
+    return new, y
+
+  def _check_carry(self, carry: NTMState, batch: tuple[int, ...]) -> None:
+    expect = {
+        "memory": (self.memory_size, self.memory_width),
+        "read_weights": (self.num_read_heads, self.memory_size),
+        "write_weights": (self.num_write_heads, self.memory_size),
+        "reads": (self.num_read_heads, self.memory_width),
+    }
+    for name, shape in expect.items():
+      got = getattr(carry, name).shape
+      if got != batch + shape:
+        raise ValueError(
+            f"carry.{name} has shape {got}, expected {batch + shape} (batch axes {batch} from "
+            "x, then the memory axes); build the carry with initialize_carry(rng, x.shape)"
+        )
+    n_ctrl = 2 if self.controller == "lstm" else 0
+    if len(carry.controller) != n_ctrl or any(
+        c.shape != batch + (self.controller_size,) for c in carry.controller):
+      raise ValueError(
+          f"carry.controller must be {n_ctrl} arrays of shape {batch + (self.controller_size,)}"
+          f" for controller={self.controller!r}, got "
+          f"{[c.shape for c in carry.controller]}"
+      )
+
+  @nn.nowrap
+  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> NTMState:
+    """The initial state with batch axes ``input_shape[:-1]``.
+
+    Args:
+      rng: unused (the initial state is constant); kept for the ``RNNCellBase`` API.
+      input_shape: the shape ``[*B, F]`` of one step's input.
+
+    Returns:
+      :class:`NTMState` with ``memory [*B, N, W]`` etc.
+    """
+    del rng
+    self._check_attributes()
+    state = init_state(
+        self.memory_size, self.memory_width, self.num_read_heads, self.num_write_heads,
+        self.controller_size if self.controller == "lstm" else None, self.memory_init,
+        self.dtype,
+    )
+    batch = tuple(input_shape[:-1])
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, batch + a.shape), state)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+__all__ = [
+    "NTMState",
+    "HeadParams",
+    "init_state",
+    "read",
+    "write",
+    "head_param_size",
+    "head_params",
+    "step",
+    "NTMCell",
+]

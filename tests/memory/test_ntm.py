@@ -1,0 +1,365 @@
+"""Neural Turing Machine: known answers, a numpy loop reference of full steps, the carry API."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+
+from memjax.memory import ntm
+
+N, W, H, F, OUT = 8, 5, 12, 6, 4
+
+
+def _cell(**kw):
+  args = dict(output_size=OUT, memory_size=N, memory_width=W, controller_size=H)
+  args.update(kw)
+  return ntm.NTMCell(**args)
+
+
+_PARAMS = {}
+
+
+def _init(cell, x):
+  """The carry for ``x`` and the cell's parameters (initialised once per cell config)."""
+  carry = cell.initialize_carry(jax.random.key(0), x.shape)
+  name = repr(cell)
+  if name not in _PARAMS:
+    single = cell.initialize_carry(None, x.shape[-1:])
+    _PARAMS[name] = jax.jit(cell.init)(jax.random.key(1), single, x.reshape(-1, F)[0])
+  return carry, _PARAMS[name]
+
+
+def _rnn_params(cell):
+  """``nn.RNN(cell)`` parameters from the cached cell parameters."""
+  _, params = _init(cell, jnp.ones((F,)))
+  return {"params": {"cell": params["params"]}}
+
+
+# ----------------------------------------------------------------------- pure ops
+
+
+def test_init_state_constants():
+  s = ntm.init_state(4, 3, num_read_heads=2, num_write_heads=1, controller_size=7)
+  np.testing.assert_array_equal(s.memory, np.full((4, 3), 1e-6, np.float32))
+  np.testing.assert_array_equal(s.read_weights, [[1, 0, 0, 0], [1, 0, 0, 0]])
+  np.testing.assert_array_equal(s.write_weights, [[1, 0, 0, 0]])
+  np.testing.assert_array_equal(s.reads, np.zeros((2, 3)))
+  assert [c.shape for c in s.controller] == [(7,), (7,)]
+  assert ntm.init_state(4, 3).controller == ()
+
+
+def test_write_erase_add_known_answer():
+  memory = jnp.ones((2, 2))
+  out = ntm.write(memory, jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0]]),
+                  jnp.array([[2.0, 3.0]]))
+  # row 0: 1 * (1 - 1) + 2, 1 * (1 - 0) + 3; row 1 untouched.
+  np.testing.assert_allclose(out, [[2.0, 4.0], [1.0, 1.0]])
+
+
+def test_write_two_heads_multiply_erases_and_sum_adds():
+  memory = jnp.ones((2, 2))
+  weights = jnp.array([[0.5, 0.5], [1.0, 0.0]])
+  erase = jnp.array([[1.0, 1.0], [0.5, 0.0]])
+  add = jnp.array([[0.0, 2.0], [4.0, 0.0]])
+  out = ntm.write(memory, weights, erase, add)
+  # keep[0] = (1 - .5)(1 - .5), (1 - .5)(1 - 0); keep[1] = (1 - .5), (1 - .5)
+  # adds: row 0 = .5 [0, 2] + [4, 0]; row 1 = .5 [0, 2].
+  np.testing.assert_allclose(out, [[0.25 + 4.0, 0.5 + 1.0], [0.5, 0.5 + 1.0]])
+  swapped = ntm.write(memory, weights[::-1], erase[::-1], add[::-1])
+  np.testing.assert_allclose(out, swapped, atol=1e-6)
+
+
+def test_read_known_answer():
+  memory = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+  out = ntm.read(memory, jnp.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]))
+  np.testing.assert_allclose(out, [[2.0, 3.0], [5.0, 6.0]])
+
+
+def test_head_params_constraints():
+  raw = jnp.linspace(-30, 30, 2 * ntm.head_param_size(W, 1, write=True)).reshape(2, -1)
+  p = ntm.head_params(raw, W, 1, write=True)
+  assert p.key.shape == (2, W) and p.shift.shape == (2, 3) and p.erase.shape == (2, W)
+  assert np.all(p.beta >= 0) and np.all(p.gamma >= 1)
+  assert np.all((p.gate >= 0) & (p.gate <= 1)) and np.all((p.erase >= 0) & (p.erase <= 1))
+  np.testing.assert_allclose(jnp.sum(p.shift, -1), 1.0, atol=1e-6)
+  assert ntm.head_params(raw[:, : ntm.head_param_size(W, 1)], W, 1).erase is None
+
+
+# ------------------------------------------------------- numpy reference of the cell
+
+
+def _sig(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def _softplus(x):
+  return np.log1p(np.exp(x))
+
+
+def _np_address(memory, key, beta, gate, shift, gamma, w_prev, eps=1e-6):
+  n = memory.shape[0]
+  cos = np.array([key @ m / ((np.linalg.norm(key) + eps) * (np.linalg.norm(m) + eps))
+                  for m in memory])
+  e = np.exp(beta * cos - np.max(beta * cos))
+  w = gate * e / e.sum() + (1 - gate) * w_prev
+  k = len(shift) // 2
+  w = np.array([sum(w[(i - d) % n] * shift[d + k] for d in range(-k, k + 1)) for i in range(n)])
+  p = (w + eps) ** gamma
+  return p / (p.sum() + eps)
+
+
+def _np_heads(raw, write):
+  out = []
+  for r in raw:
+    key, beta, gate = r[:W], _softplus(r[W]), _sig(r[W + 1])
+    shift = np.exp(r[W + 2 : W + 5]) / np.exp(r[W + 2 : W + 5]).sum()
+    gamma = 1 + _softplus(r[W + 5])
+    head = dict(key=key, beta=beta, gate=gate, shift=shift, gamma=gamma)
+    if write:
+      head.update(erase=_sig(r[W + 6 : 2 * W + 6]), add=np.tanh(r[2 * W + 6 :]))
+    out.append(head)
+  return out
+
+
+def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
+  """One NTM step for one example, written with plain numpy loops."""
+  memory, read_w, write_w, reads, (c, h) = state
+  inp = np.concatenate([x, reads.reshape(-1)])
+  lstm = p["controller"]
+  gate = lambda g, act: act(inp @ lstm["i" + g]["kernel"] + h @ lstm["h" + g]["kernel"]
+                            + lstm["h" + g]["bias"])
+  i, f, g, o = gate("i", _sig), gate("f", _sig), gate("g", np.tanh), gate("o", _sig)
+  c = f * c + i * g
+  h = o * np.tanh(c)
+  hc = np.clip(h, -clip, clip)
+  dense = lambda name, v: v @ p[name]["kernel"] + p[name]["bias"]
+  raw_w = np.clip(dense("write_heads", hc), -clip, clip).reshape(num_writes, -1)
+  raw_r = np.clip(dense("read_heads", hc), -clip, clip).reshape(num_reads, -1)
+  new_write_w = np.zeros_like(write_w)
+  for j, head in enumerate(_np_heads(raw_w, True)):
+    new_write_w[j] = _np_address(memory, head["key"], head["beta"], head["gate"],
+                                 head["shift"], head["gamma"], write_w[j])
+  heads = _np_heads(raw_w, True)
+  new_memory = memory.copy()
+  for row in range(memory.shape[0]):
+    for col in range(memory.shape[1]):
+      keep = 1.0
+      add = 0.0
+      for j in range(num_writes):
+        keep *= 1 - new_write_w[j, row] * heads[j]["erase"][col]
+        add += new_write_w[j, row] * heads[j]["add"][col]
+      new_memory[row, col] = memory[row, col] * keep + add
+  new_read_w = np.zeros_like(read_w)
+  new_reads = np.zeros_like(reads)
+  for j, head in enumerate(_np_heads(raw_r, False)):
+    new_read_w[j] = _np_address(new_memory, head["key"], head["beta"], head["gate"],
+                                head["shift"], head["gamma"], read_w[j])
+    new_reads[j] = sum(new_read_w[j, i] * new_memory[i] for i in range(memory.shape[0]))
+  y = np.clip(dense("output", np.concatenate([hc, new_reads.reshape(-1)])), -clip, clip)
+  return (new_memory, new_read_w, new_write_w, new_reads, (c, h)), y
+
+
+@pytest.mark.parametrize("num_reads, num_writes", [(1, 1), (2, 2)])
+def test_cell_matches_numpy_loop_reference(num_reads, num_writes):
+  cell = _cell(num_read_heads=num_reads, num_write_heads=num_writes)
+  xs = jax.random.bernoulli(jax.random.key(3), 0.5, (6, F)).astype(jnp.float32)
+  carry, params = _init(cell, xs[0])
+  # Bigger parameters than the default init, so that the heads move and sharpen.
+  params = jax.tree.map(lambda a: a * 3.0, params)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+  state = tuple(np.asarray(a, np.float64) for a in carry[:4]) + (
+      tuple(np.asarray(a, np.float64) for a in carry.controller),)
+  apply = jax.jit(cell.apply)
+  for t in range(xs.shape[0]):
+    carry, y = apply(params, carry, xs[t])
+    state, y_ref = _np_step(p, state, np.asarray(xs[t], np.float64), num_reads, num_writes)
+    np.testing.assert_allclose(y, y_ref, atol=2e-4, rtol=2e-4)
+    np.testing.assert_allclose(carry.memory, state[0], atol=2e-4, rtol=2e-4)
+    np.testing.assert_allclose(carry.read_weights, state[1], atol=2e-4)
+    np.testing.assert_allclose(carry.write_weights, state[2], atol=2e-4)
+  # The weightings are not trivially the initial focus.
+  assert float(jnp.max(jnp.abs(carry.write_weights - jax.nn.one_hot(0, N)[None]))) > 1e-2
+
+
+# ------------------------------------------------------------------ carry protocol
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
+def test_batch_shapes_and_consistency(batch):
+  cell = _cell(num_read_heads=2)
+  xs = jax.random.normal(jax.random.key(4), batch + (F,))
+  carry, params = _init(cell, xs)
+  apply = jax.jit(cell.apply)
+  new, y = apply(params, carry, xs)
+  assert y.shape == batch + (OUT,)
+  assert new.memory.shape == batch + (N, W) and new.read_weights.shape == batch + (2, N)
+  assert jax.tree.map(jnp.shape, new) == jax.tree.map(jnp.shape, carry)
+  # Every example of a batch equals the same example run alone.
+  flat_x = xs.reshape(-1, F)
+  single_carry = cell.initialize_carry(None, (F,))
+  _, y0 = apply(params, single_carry, flat_x[-1])
+  np.testing.assert_allclose(y.reshape(-1, OUT)[-1], y0, atol=1e-5)
+
+
+def test_eval_shape_of_step_and_cell_equals_state():
+  state = ntm.init_state(N, W, 2, 1)
+  raw_r = jnp.zeros((2, ntm.head_param_size(W)))
+  raw_w = jnp.zeros((1, ntm.head_param_size(W, write=True)))
+  out = jax.eval_shape(ntm.step, state, ntm.head_params(raw_r, W), ntm.head_params(raw_w, W,
+                                                                                   write=True))
+  assert jax.tree.structure(out) == jax.tree.structure(state)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), state)
+  cell = _cell()
+  x = jnp.ones((2, F))
+  carry, params = _init(cell, x)
+  new, _ = jax.eval_shape(cell.apply, params, carry, x)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), new) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), carry)
+
+
+class StepVariantsTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_step_jit_and_no_jit_agree(self):
+    state = ntm.init_state(N, W, 1, 1)
+    raw_r = jax.random.normal(jax.random.key(5), (1, ntm.head_param_size(W)))
+    raw_w = jax.random.normal(jax.random.key(6), (1, ntm.head_param_size(W, write=True)))
+
+    def f(state, raw_r, raw_w):
+      return ntm.step(state, ntm.head_params(raw_r, W), ntm.head_params(raw_w, W, write=True))
+
+    out = self.variant(f)(state, raw_r, raw_w)
+    ref = f(state, raw_r, raw_w)
+    chex.assert_trees_all_close(out, ref, atol=1e-6)
+    np.testing.assert_allclose(jnp.sum(out.read_weights, -1), 1.0, atol=1e-5)
+
+
+def test_rnn_return_carry_matches_manual_loop():
+  cell = _cell()
+  xs = jax.random.normal(jax.random.key(7), (2, 5, F))
+  rnn = nn.RNN(cell, return_carry=True)
+  variables = _rnn_params(cell)
+  carry, ys = jax.jit(rnn.apply)(variables, xs)
+  assert ys.shape == (2, 5, OUT) and carry.memory.shape == (2, N, W)
+  c = cell.initialize_carry(None, xs[:, 0].shape)
+  apply = jax.jit(cell.apply)
+  for t in range(5):
+    c, y = apply({"params": variables["params"]["cell"]}, c, xs[:, t])
+    np.testing.assert_allclose(ys[:, t], y, atol=1e-5)
+  chex.assert_trees_all_close(carry, c, atol=1e-5)
+
+
+def test_nnx_bridge():
+  cell = _cell()
+  xs = jnp.ones((2, 4, F))
+  model = nnx.bridge.ToNNX(nn.RNN(cell), rngs=nnx.Rngs(0))
+  nnx.bridge.lazy_init(model, xs)
+  ys = model(xs)
+  assert ys.shape == (2, 4, OUT) and bool(jnp.all(jnp.isfinite(ys)))
+
+
+def test_feedforward_controller_runs_without_controller_state():
+  cell = _cell(controller="feedforward")
+  xs = jnp.ones((3, 4, F))
+  rnn = nn.RNN(cell, return_carry=True)
+  (carry, ys), _ = jax.jit(rnn.init_with_output)(jax.random.key(0), xs)
+  assert carry.controller == () and ys.shape == (3, 4, OUT)
+
+
+def test_gradients_of_step_and_cell():
+  state = ntm.init_state(N, W, 1, 1)
+  state = state._replace(memory=jax.random.normal(jax.random.key(8), (N, W)))
+  raw_r = jax.random.normal(jax.random.key(9), (1, ntm.head_param_size(W)))
+  raw_w = jax.random.normal(jax.random.key(10), (1, ntm.head_param_size(W, write=True)))
+
+  def f(memory, raw_r, raw_w):
+    s = ntm.step(state._replace(memory=memory), ntm.head_params(raw_r, W),
+                 ntm.head_params(raw_w, W, write=True))
+    return s.reads
+
+  check_grads(jax.jit(f), (state.memory, raw_r, raw_w), order=1, modes=("rev",), atol=3e-2,
+              rtol=3e-2, eps=1e-3)
+
+  cell = _cell()
+  xs = jax.random.normal(jax.random.key(11), (2, 12, F))
+  rnn = nn.RNN(cell)
+  params = _rnn_params(cell)
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(rnn.apply(p, xs) ** 2)))(params)
+  leaves = jax.tree.leaves(grads)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+  assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
+
+
+def test_no_retrace_across_steps():
+  cell = _cell()
+  x = jnp.ones((2, F))
+  carry, params = _init(cell, x)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(params, carry, x):
+    return cell.apply(params, carry, x)
+
+  for t in range(4):
+    carry, _ = step(params, carry, x * t)
+
+
+def test_compiled_size_does_not_grow_with_sequence_length():
+  cell = _cell()
+  rnn = nn.RNN(cell)
+  params = _rnn_params(cell)
+  sizes = []
+  for t in (20, 120):
+    hlo = jax.jit(rnn.apply).lower(params, jnp.ones((1, t, F))).as_text()
+    sizes.append(len(hlo.replace(str(t), "")))
+  assert abs(sizes[0] - sizes[1]) < 0.01 * sizes[0]
+
+
+def test_finite_over_1200_steps():
+  cell = _cell()
+  xs = jax.random.bernoulli(jax.random.key(12), 0.5, (2, 1200, F)).astype(jnp.float32)
+  rnn = nn.RNN(cell, return_carry=True)
+  params = _rnn_params(cell)
+  params = jax.tree.map(lambda a: a * 3.0, params)  # large weights: sharp heads, big writes
+  carry, ys = jax.jit(rnn.apply)(params, xs)
+  assert bool(jnp.all(jnp.isfinite(ys)))
+  assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(carry))
+  np.testing.assert_allclose(jnp.sum(carry.write_weights, -1), 1.0, atol=1e-4)
+  assert float(jnp.max(jnp.abs(ys))) <= 20.0
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: ntm.init_state(0, W), "memory_size"),
+        (lambda: ntm.init_state(N, W, dtype=jnp.int32), "dtype"),
+        (lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N)), jnp.ones((1, W + 1)),
+                           jnp.ones((1, W))), "erase"),
+        (lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N + 1)), jnp.ones((1, W)),
+                           jnp.ones((1, W))), "weights"),
+        (lambda: ntm.read(jnp.ones((2, N, W)), jnp.ones((1, N))), "memory"),
+        (lambda: ntm.head_params(jnp.ones((1, 3)), W), "raw"),
+    ],
+)
+def test_pure_ops_bad_inputs_name_the_argument(call, name):
+  with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):
+    call()
+
+
+def test_cell_bad_inputs_name_the_argument():
+  cell = _cell()
+  x = jnp.ones((2, F))
+  carry, params = _init(cell, x)
+  with pytest.raises(TypeError, match=r"\bx\b"):
+    cell.apply(params, carry, jnp.ones((2, F), jnp.int32))
+  with pytest.raises(ValueError, match=r"carry\.memory"):
+    cell.apply(params, carry, jnp.ones((3, F)))
+  with pytest.raises(ValueError, match="controller"):
+    _cell(controller="gru").initialize_carry(None, (F,))
+  with pytest.raises(ValueError, match="shift_range"):
+    _cell(shift_range=5).initialize_carry(None, (F,))
