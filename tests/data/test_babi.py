@@ -351,6 +351,19 @@ def test_vocab_covers_test_words_and_round_trips(arrays):
     restored.encode(["zebra", "is", "moon", "zebra"])
 
 
+def test_vocab_build_known_answer():
+  name = "qa1_single-supporting-fact_train.txt"
+  vocab = babi.Vocab.build(babi.parse_babi(_lines(name), name))
+  assert vocab.words == ["<pad>", "back", "bathroom", "daniel", "garden", "hallway", "is",
+                         "john", "mary", "moved", "office", "sandra", "the", "to",
+                         "travelled", "went", "where"]  # fmt: skip
+  assert vocab.encode(["<pad>", "where"]).tolist() == [0, 16]
+  with pytest.raises(IndexError, match="id 17 is outside"):
+    vocab.decode([17])
+  with pytest.raises(ValueError, match="must start with '<pad>'"):
+    babi.Vocab.from_json('{"words": ["mary"]}')
+
+
 def test_load_arrays_with_given_vocab(arrays, fake_root, tmp_path):
   again = babi.load_arrays(
     [2], data_dir=str(fake_root), memory_size=3, vocab=arrays.vocab, tfds_dir=str(tmp_path)
