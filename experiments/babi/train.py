@@ -369,7 +369,7 @@ def train_unit(config, workdir: str, index: int, unit: dict, data, mesh) -> dict
       best = meta["ls_best_val_loss"]
       if best is None or val_loss < best:
         meta["ls_best_val_loss"], meta["ls_best_epoch"] = val_loss, epoch
-      stalled = epoch - meta.get("ls_best_epoch", epoch) >= tc.ls_patience
+      stalled = tc.ls_patience > 0 and epoch - meta["ls_best_epoch"] >= tc.ls_patience
       if stalled or epoch + 1 >= tc.ls_max_epochs:  # re-insert the softmax
         meta["phase"], meta["switch_epoch"] = "softmax", epoch + 1
     if not linear:  # keep the softmax-phase params with the best validation error

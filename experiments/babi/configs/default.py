@@ -47,8 +47,8 @@ def get_config(arg=None):
   config.train.num_epochs = 60  # softmax-phase epochs: 60 joint, 100 per task
   config.train.linear_start = True  # LS
   config.train.ls_learning_rate = 0.005  # eta during LS
-  config.train.ls_max_epochs = 20  # LS ends after these epochs at the latest
-  config.train.ls_patience = 3  # ... or when validation loss has not decreased for these
+  config.train.ls_max_epochs = 30  # LS epochs (the reference code: 30 joint, 20 per task)
+  config.train.ls_patience = 0  # > 0: end LS once val loss has not decreased for these
   config.train.random_noise = 0.1  # RN: fraction of empty memories inserted (0 = off)
   config.train.max_grad_norm = 40.0  # clip the gradient's global norm
   config.train.keep_best = True  # evaluate the softmax-phase epoch best on validation

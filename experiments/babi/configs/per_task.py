@@ -16,5 +16,6 @@ def get_config(arg=None):
   config.model.embedding_size = 20
   config.train.num_epochs = 100
   config.train.anneal_every = 25
+  config.train.ls_max_epochs = 20
   config.train.bucket_sizes = ()  # one task's stories are alike: one compiled step per task
   return config
