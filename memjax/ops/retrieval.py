@@ -111,8 +111,9 @@ def _merge_sorted(s1, i1, s2, i2, k):
 
 # Default blocking: the fastest of key blocks {8192, 16384, 32768, 65536} x query blocks
 # {128, 256, 512, 1024} x chunks {16, 32} for 1024 queries of size 128 against 65536 keys
-# (float32 and bfloat16 keys) on a 2-core Zen 4 CPU (see benchmarks/retrieval.py). A score
-# block is [_QUERY_BLOCK, _KEY_BLOCK] float32 = 64 MiB at most.
+# (float32 and bfloat16 keys) on a 2-core AMD EPYC VM with AVX2/FMA (benchmarks/retrieval.py).
+# Fewer, larger blocks win there because every TopK call costs per row. A score block is
+# [_QUERY_BLOCK, _KEY_BLOCK] float32 = 64 MiB at most.
 _KEY_BLOCK = 65536
 _QUERY_BLOCK = 256
 
@@ -159,7 +160,7 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
     return v, i + offset
 
   def step(t):
-    # Inner loop over query blocks, outer over key blocks: a key block stays in cache.
+    # Inner loop over query blocks, outer over key blocks: each key block is read once.
     b, j = t // num_qb, t % num_qb
     kb = jax.lax.dynamic_slice_in_dim(keys, b * key_block, key_block)
     vb = None if valid is None else jax.lax.dynamic_slice_in_dim(valid, b * key_block, key_block)
