@@ -153,6 +153,7 @@ def length_buckets(split: dict, sizes, memory_size: int) -> list[dict]:
   for b, rows in enumerate(sizes):
     idx = np.flatnonzero(bucket == b)
     if idx.size:
+      rows = max(1, int(count[idx].max()))  # no bucket keeps rows that are empty in all
       cols = max(1, int(words[idx].max()))  # words are left-aligned too: cut S as well
       out.append(
         {
@@ -257,7 +258,6 @@ def make_train_epoch(config, model, mesh):
 
 def make_evaluate(config, model, mesh=None):
   """``(params, split, linear) -> (loss [E], correct [E])`` in fixed-size jitted chunks."""
-  chunk = config.train.eval_batch_size
 
   @jax.jit
   def _chunk(params, story, query, answer, linear):
@@ -266,7 +266,9 @@ def make_evaluate(config, model, mesh=None):
     return loss, jnp.argmax(logits, -1) == answer
 
   def evaluate(params, split: dict, linear: bool = False):
+    (split,) = length_buckets(split, (), config.data.memory_size)  # trim empty rows / words
     n = split["answer"].shape[0]
+    chunk = min(config.train.eval_batch_size, n)
     losses, correct = [], []
     for start in range(0, n, chunk):
       s = slice(start, start + chunk)
