@@ -70,6 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     "--query_block_size", type=int, default=None, help="memjax query block (default: library's)"
   )
   p.add_argument("--chunk_size", type=int, default=None, help="memjax chunk (default: lib)")
+  p.add_argument(
+    "--threads",
+    type=int,
+    default=None,
+    help="run every method on this many threads (default: each library's own choice). "
+    "For XLA this sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false "
+    "intra_op_parallelism_threads=1 (only 1 is supported), before jax is imported",
+  )
   p.add_argument("--seed", type=int, default=0)
   p.add_argument(
     "--small",
@@ -80,7 +88,34 @@ def parse_args(argv=None) -> argparse.Namespace:
   if args.small:
     args.n, args.dim, args.batch, args.k, args.repeats = [2048], 16, 64, 8, 2
   args.methods = [m for m in args.methods.split(",") if m]
+  if args.threads not in (None, 1):
+    p.error("--threads supports only 1 (XLA CPU has no flag for another fixed count)")
   return args
+
+
+def limit_threads(threads: int | None) -> None:
+  """Pins XLA, OpenBLAS (numpy) and OpenMP (faiss) to ``threads`` threads, if given.
+
+  Must run before jax is imported (XLA reads XLA_FLAGS once).
+  """
+  if threads is None:
+    return
+  if "jax" in sys.modules:
+    raise RuntimeError("limit_threads() must run before jax is imported")
+  flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+  try:
+    import threadpoolctl  # noqa: PLC0415
+
+    threadpoolctl.threadpool_limits(threads)  # numpy's OpenBLAS (and any OpenMP)
+  except ImportError:
+    pass
+  try:
+    import faiss  # noqa: PLC0415
+
+    faiss.omp_set_num_threads(threads)
+  except ImportError:
+    pass
 
 
 def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
@@ -167,8 +202,10 @@ def faiss_threads() -> int | None:
 
 
 def run(args) -> list[dict]:
+  limit_threads(args.threads)
   env = _common.environment(_REMOVED)
   env["faiss_omp_threads"] = faiss_threads()
+  env["threads"] = args.threads
   _common.emit({"figure": "environment", **env})
   records = []
   rng = np.random.default_rng(args.seed)
@@ -205,6 +242,7 @@ def run(args) -> list[dict]:
         "ratio_to_numpy": round(qps[name] / qps["numpy"], 3) if "numpy" in qps else None,
         **stats[name],
         "repeats": args.repeats,
+        "threads": args.threads,
         "load_before": load_before,
         "load_after": load_after,
       }
