@@ -40,6 +40,16 @@ def np_position_encoding(tokens: np.ndarray, d: int) -> np.ndarray:
   return np.where(present[..., None], (1 - frac) - k * (1 - 2 * frac), 0).astype(np.float32)
 
 
+def _scatter_rows(ids: np.ndarray, rows: np.ndarray, num: int) -> np.ndarray:
+  """``out[v] = sum of rows[i] with ids[i] == v`` ([N], [N, d] -> [num, d]); id 0 skipped."""
+  ids, rows = ids.reshape(-1), rows.reshape(ids.size, -1)
+  keep = ids != 0
+  ids, rows = ids[keep], rows[keep]
+  return np.stack(
+    [np.bincount(ids, weights=rows[:, k], minlength=num) for k in range(rows.shape[1])], 1
+  )
+
+
 def np_loss_and_grads(params: dict, story, query, answer):
   """Summed cross-entropy and its gradients for adjacent tying (E_0..E_K, T_0..T_K)."""
   E = [e.copy() for e in params["embed"]]
@@ -81,10 +91,11 @@ def np_loss_and_grads(params: dict, story, query, answer):
     ds = p * (dp - (p * dp).sum(-1, keepdims=True))
     dmem[k] += ds[:, :, None] * u[:, None, :]
     du = du + np.einsum("bm,bmd->bd", ds, mem[k])
-  np.add.at(dE[0], query, du[:, None, :] * peq)
+  vocab, slots = E[0].shape[0], T[0].shape[0]
+  dE[0] += _scatter_rows(query, du[:, None, :] * peq, vocab)
   for j in range(hops + 1):
-    np.add.at(dE[j], story, dmem[j][:, :, None, :] * pe)
-    np.add.at(dT[j], ages[mask], dmem[j][mask])
+    dE[j] += _scatter_rows(story, dmem[j][:, :, None, :] * pe, vocab)
+    dT[j] += _scatter_rows(ages[mask] + 1, dmem[j][mask], slots + 1)[1:]
   for g in dE:
     g[0] = 0.0
   return loss, {"embed": dE, "time": dT}
@@ -135,10 +146,12 @@ def memjax_speed(config, data, batch, seconds, buckets=True):
   buckets = train.replicate(
     train.length_buckets(data.train, config.train.bucket_sizes, config.data.memory_size), mesh
   )
+  state = train.replicate(state, mesh)
   epoch = train.make_train_epoch(config, model, mesh)
   lr, linear = jnp.float32(0.01), jnp.asarray(False)
-  state, loss = epoch(state, buckets, lr, linear)  # compile
-  float(loss)
+  for _ in range(2):  # compile (and settle the output shardings)
+    state, loss = epoch(state, buckets, lr, linear)
+    float(loss)
   n = data.train["answer"].shape[0]
   done, start = 0, time.time()
   while time.time() - start < seconds or done == 0:
