@@ -165,7 +165,10 @@ def write(memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Arra
         f"weights {weights.shape}, erase {erase.shape} and add {add.shape} must have the "
         "same number of write heads"
     )
-  keep = jnp.prod(1 - weights[:, :, None] * erase[:, None, :], axis=0)
+  # A loop over the (few, static) heads: cheaper to differentiate than jnp.prod.
+  keep = jnp.ones_like(memory)
+  for h in range(weights.shape[0]):
+    keep = keep * (1 - weights[h][:, None] * erase[h][None, :])
   added = jnp.einsum("hn,hw->nw", weights, add)
   return (memory * keep + added).astype(memory.dtype)
 

@@ -1,0 +1,156 @@
+"""NTM copy-task training speed, time per scanned step, compile time vs sequence length.
+
+Setting of the most used PyTorch NTM (loudinthecloud/pytorch-ntm): copy task, lengths
+1-20, 8 bits, LSTM controller of 100 units, memory 128 x 20, one read and one write head,
+RMSProp; it trains about 20 sequences/s at batch 1 on this machine (the reference).
+
+  python benchmarks/ntm.py            # prints one JSON line per figure
+
+Figures:
+  train_seq_per_s  training sequences/s (the batch is generated inside the jitted step;
+                   ``steps_per_call`` optimiser steps run in one ``lax.scan``), with the
+                   ratio to the 20 seq/s reference;
+  step_us          time per scanned cell step (forward, and forward + backward);
+  compile_s        compile time of a training step at T = 20 vs T = 120 (a scan: must not grow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from experiments.algorithmic import train
+from experiments.algorithmic.configs import copy_ntm
+
+REFERENCE_SEQ_PER_S = 20.0  # pytorch-ntm, batch 1, copy lengths 1-20, on this machine
+
+
+def _emit(**record) -> None:
+  print(json.dumps(record), flush=True)
+
+
+def _best_time(fn, repeats: int) -> float:
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
+def bench_training(batch_size: int, steps_per_call: int, calls: int, repeats: int) -> None:
+  config = copy_ntm.get_config()
+  config.batch_size = batch_size
+  train_batch, _, input_size, output_size = train.make_task(config)
+  model = train.make_model(config, output_size)
+  optimizer = train.make_optimizer(config)
+  state = train.init_train_state(config, model, optimizer, input_size)
+  steps = train.make_train_steps(model, optimizer, train_batch, batch_size, steps_per_call)
+  t0 = time.perf_counter()
+  state, _ = jax.block_until_ready(steps(state))
+  compile_s = time.perf_counter() - t0
+  holder = [state]
+
+  def run():
+    for _ in range(calls):
+      holder[0], metrics = steps(holder[0])
+    return metrics
+
+  seconds = _best_time(run, repeats)
+  seq_per_s = batch_size * steps_per_call * calls / seconds
+  _emit(
+    figure="train_seq_per_s",
+    task="copy lengths 1-20 (padded to T=41)",
+    batch_size=batch_size,
+    steps_per_call=steps_per_call,
+    seq_per_s=round(seq_per_s, 1),
+    ms_per_step=round(1e3 * seconds / (steps_per_call * calls), 3),
+    reference_seq_per_s=REFERENCE_SEQ_PER_S,
+    ratio_to_reference=round(seq_per_s / REFERENCE_SEQ_PER_S, 2),
+    first_call_s=round(compile_s, 2),
+  )
+
+
+def _loss_fn(model, length: int, batch_size: int):
+  def loss(params, inputs):
+    logits = model.apply({"params": params}, inputs)
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.zeros_like(logits)))
+
+  return loss
+
+
+def bench_step_time(batch_size: int, length: int, repeats: int) -> None:
+  config = copy_ntm.get_config()
+  cell = train.make_cell(config, 8)
+  model = nn.RNN(cell)
+  inputs = jax.random.bernoulli(jax.random.key(0), 0.5, (batch_size, length, 9))
+  inputs = inputs.astype(jnp.float32)
+  params = jax.jit(model.init)(jax.random.key(1), inputs)["params"]
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  grad = jax.jit(jax.grad(_loss_fn(model, length, batch_size)))
+  jax.block_until_ready(forward(params, inputs))
+  jax.block_until_ready(grad(params, inputs))
+  fwd = _best_time(lambda: forward(params, inputs), repeats)
+  both = _best_time(lambda: grad(params, inputs), repeats)
+  _emit(
+    figure="step_us",
+    batch_size=batch_size,
+    sequence_length=length,
+    forward_us_per_step=round(1e6 * fwd / length, 2),
+    forward_backward_us_per_step=round(1e6 * both / length, 2),
+  )
+
+
+def bench_compile(lengths: tuple[int, ...]) -> None:
+  config = copy_ntm.get_config()
+  model = nn.RNN(train.make_cell(config, 8))
+  params = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 2, 9)))["params"]
+  out = {}
+  for length in lengths:
+    inputs = jnp.zeros((1, length, 9))
+    fn = jax.jit(jax.value_and_grad(_loss_fn(model, length, 1)))
+    t0 = time.perf_counter()
+    lowered = fn.lower(params, inputs)
+    compiled = lowered.compile()
+    out[str(length)] = {
+      "compile_s": round(time.perf_counter() - t0, 3),
+      "hlo_chars": len(lowered.as_text()),
+    }
+    del compiled
+  first, last = out[str(lengths[0])], out[str(lengths[-1])]
+  _emit(
+    figure="compile_s",
+    what="value_and_grad of nn.RNN(NTMCell), batch 1",
+    by_length=out,
+    ratio_last_to_first=round(last["compile_s"] / first["compile_s"], 2),
+  )
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--calls", type=int, default=10, help="jitted calls per timing")
+  parser.add_argument("--repeats", type=int, default=3, help="timings (best is kept)")
+  parser.add_argument("--steps_per_call", type=int, default=10, help="steps per jitted call")
+  args = parser.parse_args()
+  _emit(
+    figure="device",
+    backend=jax.default_backend(),
+    devices=len(jax.devices()),
+    device_kind=jax.devices()[0].device_kind,
+  )
+  bench_training(1, 1, args.calls * args.steps_per_call, args.repeats)
+  bench_training(1, args.steps_per_call, args.calls, args.repeats)
+  bench_training(32, args.steps_per_call, max(1, args.calls // 4), args.repeats)
+  bench_step_time(1, 41, args.repeats)
+  bench_step_time(32, 41, args.repeats)
+  bench_compile((20, 120))
+
+
+if __name__ == "__main__":
+  main()
