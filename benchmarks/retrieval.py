@@ -203,8 +203,9 @@ def faiss_threads() -> int | None:
 
 def run(args) -> list[dict]:
   limit_threads(args.threads)
+  faiss_omp = faiss_threads()  # imports faiss first, so its BLAS is listed below
   env = _common.environment(_REMOVED)
-  env["faiss_omp_threads"] = faiss_threads()
+  env["faiss_omp_threads"] = faiss_omp
   env["threads"] = args.threads
   _common.emit({"figure": "environment", **env})
   records = []
