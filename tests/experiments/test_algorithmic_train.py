@@ -33,22 +33,6 @@ def _tiny(config):
   return config
 
 
-def test_train_and_evaluate_smoke(tmp_path):
-  config = _tiny(copy_ntm.get_config())
-  metrics = train.train_and_evaluate(config, str(tmp_path))
-  with open(tmp_path / "results.json") as f:
-    results = json.load(f)
-  assert results["metrics"]["steps"] == 4 and results["metrics"]["sequences_seen"] == 8
-  assert results["config"]["model"]["memory_size"] == 8
-  assert set(results["metrics"]["length_generalisation"]) == {"3", "5"}
-  assert [p[0] for p in metrics["curve"]] == [4, 8]
-  assert np.all(np.isfinite(np.asarray(metrics["eval_curve"])))
-  # Random bits: an untrained model errs on about half of the 3 * 4 scored bits on average.
-  assert 0 < metrics["final_bits_per_sequence"] < 100
-  for name in ("learning_curve.png", "weightings_len3.png"):
-    assert os.path.getsize(tmp_path / name) > 1000
-
-
 @pytest.mark.parametrize("get_config", [copy_lstm.get_config, recall_ntm.get_config])
 def test_other_configs_build_and_step(get_config):
   config = _tiny(get_config())
@@ -62,14 +46,25 @@ def test_other_configs_build_and_step(get_config):
   assert np.all(np.isfinite(metrics["bits"]))
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
+def _check_smoke_run(workdir, metrics):
+  with open(workdir / "results.json") as f:
+    results = json.load(f)
+  assert results["metrics"]["steps"] == 4 and results["metrics"]["sequences_seen"] == 8
+  assert results["config"]["model"]["memory_size"] == 8
+  assert set(results["metrics"]["length_generalisation"]) == {"3", "5"}
+  assert [p[0] for p in metrics["curve"]] == [4, 8]
+  assert np.all(np.isfinite(np.asarray(metrics["eval_curve"])))
+  assert 0 < metrics["final_bits_per_sequence"] < 100
+  for name in ("learning_curve.png", "weightings_len3.png"):
+    assert os.path.getsize(workdir / name) > 1000
+
+
+def test_smoke_run_and_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
   def config():
-    c = _tiny(copy_ntm.get_config())
-    c.eval_lengths = ()
-    c.plots = False
-    return c
+    return _tiny(copy_ntm.get_config())
 
   straight = train.train_and_evaluate(config(), str(tmp_path / "straight"))
+  _check_smoke_run(tmp_path / "straight", straight)
 
   real_save = Checkpointer.save
 
@@ -100,3 +95,4 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
   np.testing.assert_allclose(resumed["eval_curve"], straight["eval_curve"], rtol=1e-5)
   np.testing.assert_allclose(resumed["final_bits_per_sequence"],
                              straight["final_bits_per_sequence"], rtol=1e-5)
+  _check_smoke_run(tmp_path / "killed", resumed)
