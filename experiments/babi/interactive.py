@@ -74,7 +74,7 @@ class Predictor:
     self.words = list(words)
     self.ids = {w: i for i, w in enumerate(self.words)}
     self.sentence_size = sentence_size
-    self.model = train.make_model(config, len(self.words))
+    self.model = train.make_model(config, len(self.words), sentence_size)
     self._apply = jax.jit(self.model.apply)
     self._tokenize = _tokenizer(config)
 
@@ -134,7 +134,7 @@ def load_predictor(workdir: str, task: int | None = None) -> Predictor:
   with open(os.path.join(workdir, "units", f"unit_{index:03d}.json")) as f:
     unit = json.load(f)
   words = unit["vocab"]["words"] if isinstance(unit["vocab"], dict) else unit["vocab"]
-  model = train.make_model(config, len(words))
+  model = train.make_model(config, len(words), unit["sentence_size"])
   target = jax.eval_shape(lambda: train.init_state(config, model, unit["sentence_size"], 0))
   with Checkpointer(os.path.join(workdir, "checkpoints", f"unit_{index:03d}")) as ckpt:
     restored = ckpt.restore_latest(target)

@@ -88,8 +88,11 @@ def _units(config) -> list[dict]:
 # ----------------------------------------------------------------------------- model + steps
 
 
-def make_model(config, vocab_size: int) -> memn2n.MemN2N:
+def make_model(config, vocab_size: int, sentence_size: int = 0) -> memn2n.MemN2N:
   m = config.model
+  pe_length = m.get("pe_length", 0)
+  if pe_length < 0:  # the reference code's fixed J: the data's longest sentence
+    pe_length = sentence_size
   return memn2n.MemN2N(
     vocab_size=vocab_size,
     embedding_size=m.embedding_size,
@@ -100,6 +103,7 @@ def make_model(config, vocab_size: int) -> memn2n.MemN2N:
     tying=m.tying,
     relu=m.relu,
     init_stddev=m.init_stddev,
+    pe_length=pe_length,
   )
 
 
@@ -305,7 +309,7 @@ def _unit_json(workdir, index):
 def train_unit(config, workdir: str, index: int, unit: dict, data, mesh) -> dict:
   """Trains one (tasks, restart) unit to the end (resuming its checkpoint) and evaluates it."""
   tc = config.train
-  model = make_model(config, len(data.vocab))
+  model = make_model(config, len(data.vocab), data.sentence_size)
   seed = tc.seed + 1000 * unit["restart"] + unit["tasks"][0] * (config.mode == "per_task")
   fresh = init_state(config, model, data.sentence_size, seed)
   meta = {

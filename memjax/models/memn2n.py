@@ -69,6 +69,28 @@ def position_encoding(tokens: jax.Array, embedding_size: int) -> jax.Array:
   return jnp.where(present[..., None], weights, 0.0)
 
 
+def reference_position_encoding(tokens: jax.Array, embedding_size: int, length: int) -> jax.Array:
+  """The position encoding of the paper's reference code: a fixed sentence length J.
+
+  ``l_kj = 1 + 4 (k - (d + 1) / 2) (j - (J + 1) / 2) / (d J)``: about twice the paper's
+  ``l_kj`` with ``J`` the longest sentence instead of each sentence's own length.
+
+  Args:
+    tokens: [..., S] int word ids, 0 = padding; S <= length.
+    embedding_size: d.
+    length: J.
+
+  Returns:
+    [..., S, d] float32 weights (0 at padding).
+  """
+  d = embedding_size
+  lead = (1,) * (tokens.ndim - 1)
+  j = jnp.arange(1, tokens.shape[-1] + 1, dtype=jnp.float32).reshape(lead + (-1, 1))
+  k = jnp.arange(1, d + 1, dtype=jnp.float32).reshape(lead + (1, -1))
+  weights = 1.0 + 4.0 * (k - (d + 1) / 2) * (j - (length + 1) / 2) / (d * length)
+  return jnp.where((tokens != 0)[..., None], weights, 0.0)
+
+
 def memory_mask(story: jax.Array) -> jax.Array:
   """``[..., M]`` bool: True where a memory row holds a sentence (any non-null word)."""
   return jnp.any(story != 0, axis=-1)
@@ -177,6 +199,8 @@ class MemN2N(nn.Module):
     tying: ``'adjacent'`` or ``'layerwise'`` (with the linear map H).
     relu: apply a ReLU to ``u`` after each hop.
     init_stddev: the std of the N(0, sigma) initialisation of every weight.
+    pe_length: 0 = the paper's position encoding (J = each sentence's length); J > 0 =
+      the reference code's variant with a fixed J (:func:`reference_position_encoding`).
 
   Example:
     >>> model = MemN2N(vocab_size=20, embedding_size=8, memory_size=5, num_hops=3)
@@ -196,6 +220,7 @@ class MemN2N(nn.Module):
   tying: Tying = "adjacent"
   relu: bool = False
   init_stddev: float = 0.1
+  pe_length: int = 0
 
   def _tables(self):
     """Memory tables {name: (words, times)}, per-hop (A, C) names, B, the answer [d, V], H."""
@@ -278,7 +303,10 @@ class MemN2N(nn.Module):
 
     tables, per_hop, table_b, answer_w, h = self._tables()
     pe_story = pe_query = None
-    if self.encoding == "pe":
+    if self.encoding == "pe" and self.pe_length > 0:
+      pe_story = reference_position_encoding(story, self.embedding_size, self.pe_length)
+      pe_query = reference_position_encoding(query, self.embedding_size, self.pe_length)
+    elif self.encoding == "pe":
       pe_story = position_encoding(story, self.embedding_size)
       pe_query = position_encoding(query, self.embedding_size)
     mask = memory_mask(story)  # [B, M]
@@ -312,6 +340,7 @@ class MemN2N(nn.Module):
 __all__ = [
   "MemN2N",
   "position_encoding",
+  "reference_position_encoding",
   "memory_mask",
   "sentence_ages",
   "random_noise_ages",

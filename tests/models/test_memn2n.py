@@ -149,6 +149,16 @@ def test_position_encoding_known_answer():
   np.testing.assert_allclose(pe, _np_pe(np.array([1, 2, 3, 4]), 4), atol=1e-6)
 
 
+def test_reference_position_encoding_known_answer():
+  # J = 4, d = 2: l_kj = 1 + 4 (k - 1.5)(j - 2.5) / 8; k=1, j=1 -> 1 + 4(-0.5)(-1.5)/8 = 1.375.
+  pe = memn2n.reference_position_encoding(jnp.array([[3, 4, 0]]), 2, 4)
+  np.testing.assert_allclose(pe[0], [[1.375, 0.625], [1.125, 0.875], [0.0, 0.0]], atol=1e-6)
+  story, query = _toy_batch()
+  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, pe_length=4)
+  logits, _ = jax.jit(model.apply)(_init(model, story, query), story, query)
+  assert np.all(np.isfinite(logits))
+
+
 def test_sentence_ages_newest_is_zero():
   story = jnp.zeros((2, 4, 2), jnp.int32).at[0, :3, 0].set(1).at[1, :1, 0].set(3)
   np.testing.assert_array_equal(memn2n.sentence_ages(story), [[2, 1, 0, 0], [0, 0, 0, 0]])

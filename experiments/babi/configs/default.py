@@ -15,7 +15,7 @@ def get_config(arg=None):
   del arg
   config = ml_collections.ConfigDict()
   config.mode = "joint"  # 'joint': one model for all tasks; 'per_task': one per task
-  config.tasks = list(range(1, 21))  # the bAbI tasks to train and report
+  config.tasks = tuple(range(1, 21))  # the bAbI tasks to train and report
   config.paper_setting = "joint_1k_pe_ls_rn_3hops"  # key into paper_results.PAPER
   config.num_devices = 0  # devices of the data mesh (0 = all)
 
@@ -38,6 +38,7 @@ def get_config(arg=None):
   config.model.tying = "adjacent"  # 'adjacent' or 'layerwise' (LW)
   config.model.relu = False  # ReLU after each hop (the paper's PE LS RN* 10k model)
   config.model.init_stddev = 0.1  # N(0, 0.1) initialisation
+  config.model.pe_length = 0  # 0: the paper's PE; -1: the reference code's (fixed J)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32  # the paper

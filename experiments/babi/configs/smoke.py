@@ -10,7 +10,7 @@ from experiments.babi.configs import default
 def get_config(arg=None):
   del arg
   config = default.get_config()
-  config.tasks = [1]
+  config.tasks = (1,)
   config.paper_setting = ""
   config.data.source = "synthetic"
   config.data.memory_size = 10
