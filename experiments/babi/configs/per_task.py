@@ -3,7 +3,8 @@
     python -m experiments.babi.main --config=experiments/babi/configs/per_task.py \
         --workdir=runs/babi_per_task_1k
 
-Expected: mean test error near the paper's 13.9%. The paper: best of 10 restarts per task.
+The paper: 13.9% mean, best of 10 restarts per task. Measured here with one restart per
+task: 22.8% mean, 13 failed tasks (30 min wall on 2 shared cores).
 """
 
 from experiments.babi.configs import default
