@@ -104,13 +104,31 @@ def make_model(config, vocab_size: int, sentence_size: int = 0) -> memn2n.MemN2N
     relu=m.relu,
     init_stddev=m.init_stddev,
     pe_length=pe_length,
+    empty_attention=m.get("empty_attention", False),
   )
 
 
+def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
+  """Clips every parameter array's gradient to ``max_norm`` separately (the reference code)."""
+
+  def update(updates, state, params=None):
+    del params
+
+    def clip(g):
+      norm = jnp.sqrt(jnp.sum(g * g))
+      return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
-  """Clip at the global norm, then SGD whose learning rate lives in the state."""
+  """Clip the gradient norm, then SGD whose learning rate lives in the state."""
+  per_param = config.train.get("clip_per_param", False)
+  clip = clip_each_by_norm if per_param else optax.clip_by_global_norm
   return optax.chain(
-    optax.clip_by_global_norm(config.train.max_grad_norm),
+    clip(config.train.max_grad_norm),
     optax.inject_hyperparams(optax.sgd)(learning_rate=config.train.learning_rate),
   )
 
@@ -177,6 +195,7 @@ def _cached(kind: str, model, config, mesh, build):
   key = (
     kind,
     model,
+    t.get("clip_per_param", False),
     t.batch_size,
     t.random_noise,
     t.max_grad_norm,

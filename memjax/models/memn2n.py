@@ -174,14 +174,26 @@ def _null_zero(table: jax.Array) -> jax.Array:
   return jnp.asarray(table).at[0].set(0.0)
 
 
-def _hop_read(u: jax.Array, m: jax.Array, c: jax.Array, mask: jax.Array, linear):
+def _soft_read(u, m, c, mask, num_empty):
+  """Softmax read; ``num_empty`` (or None) zero-embedded empty slots join the softmax."""
+  if num_empty is None:
+    return attention_read(u, m, c, mask=mask, similarity="dot")
+  scores = jnp.where(mask, dot(u, m), -jnp.inf)
+  # Each empty slot scores u . 0 = 0 and reads 0: a logit log(num_empty) stands for them all.
+  empty = jnp.where(num_empty > 0, jnp.log(jnp.maximum(num_empty, 1).astype(u.dtype)), -jnp.inf)
+  lse = jnp.logaddexp(jax.nn.logsumexp(scores), empty)
+  p = jnp.where(mask, jnp.exp(scores - lse), 0.0)
+  return p @ c, p
+
+
+def _hop_read(u: jax.Array, m: jax.Array, c: jax.Array, mask: jax.Array, linear, num_empty=None):
   """One example's memory read: ``(o [d], p [M])``."""
   if isinstance(linear, bool) and not linear:
-    return attention_read(u, m, c, mask=mask, similarity="dot")
+    return _soft_read(u, m, c, mask, num_empty)
   p_linear = jnp.where(mask, dot(u, m), 0.0)  # linear start: no softmax, empty rows weigh 0
   if isinstance(linear, bool):
     return p_linear @ c, p_linear
-  _, p_soft = attention_read(u, m, c, mask=mask, similarity="dot")
+  _, p_soft = _soft_read(u, m, c, mask, num_empty)
   p = jnp.where(linear, p_linear, p_soft)  # a traced switch: one compiled program for both
   return p @ c, p
 
@@ -199,6 +211,9 @@ class MemN2N(nn.Module):
     tying: ``'adjacent'`` or ``'layerwise'`` (with the linear map H).
     relu: apply a ReLU to ``u`` after each hop.
     init_stddev: the std of the N(0, sigma) initialisation of every weight.
+    empty_attention: the reference code's softmax over all ``memory_size`` slots: each
+      empty slot (zero embedding) scores 0 and reads 0, so the hops can attend to nothing.
+      False (default) masks empty slots out.
     pe_length: 0 = the paper's position encoding (J = each sentence's length); J > 0 =
       the reference code's variant with a fixed J (:func:`reference_position_encoding`).
 
@@ -221,6 +236,7 @@ class MemN2N(nn.Module):
   relu: bool = False
   init_stddev: float = 0.1
   pe_length: int = 0
+  empty_attention: bool = False
 
   def _tables(self):
     """Memory tables {name: (words, times)}, per-hop (A, C) names, B, the answer [d, V], H."""
@@ -314,7 +330,12 @@ class MemN2N(nn.Module):
       linear = jnp.asarray(linear, bool)
       if linear.shape:
         raise ValueError(f"linear must be a bool scalar, got shape {linear.shape}")
-    read = jax.vmap(lambda u, m, c, mk: _hop_read(u, m, c, mk, linear))
+    if self.empty_attention:
+      num_empty = self.memory_size - jnp.sum(mask, axis=-1)  # [B] (rows cut off count too)
+      read = jax.vmap(lambda u, m, c, mk, ne: _hop_read(u, m, c, mk, linear, ne))
+    else:
+      num_empty = None
+      read = jax.vmap(lambda u, m, c, mk, ne: _hop_read(u, m, c, mk, linear), (0, 0, 0, 0, None))
 
     memories = {}  # each table embeds the story once (adjacent: C^k = A^{k+1})
 
@@ -328,7 +349,7 @@ class MemN2N(nn.Module):
     u = _embed(table_b, query, pe_query)  # [B, d]
     attention = []
     for name_a, name_c in per_hop:  # the hops: a loop over the carry u
-      o, p = read(u, memory(name_a), memory(name_c), mask)
+      o, p = read(u, memory(name_a), memory(name_c), mask, num_empty)
       u = (u @ h if h is not None else u) + o
       if self.relu:
         u = nn.relu(u)

@@ -45,7 +45,9 @@ def _np_pe(tokens, d):
   return out
 
 
-def _np_forward(params, story, query, *, hops, encoding, temporal, tying, linear, relu=False):
+def _np_forward(
+  params, story, query, *, hops, encoding, temporal, tying, linear, relu=False, empty=False
+):
   """Loop-by-loop MemN2N forward in numpy, straight from the paper's equations."""
   p = {k: np.array(v, np.float64) for k, v in params["params"].items()}
   for k in p:
@@ -83,6 +85,10 @@ def _np_forward(params, story, query, *, hops, encoding, temporal, tying, linear
       scores = m @ u
       if linear:
         prob = scores
+      elif empty:  # the other memory slots are empty: zero vectors, score 0, read 0
+        zeros = np.zeros(story.shape[1] - n)
+        allp = np.exp(np.concatenate([scores, zeros]) - max(scores.max(), 0))
+        prob = (allp / allp.sum())[:n]
       else:
         prob = np.exp(scores - scores.max())
         prob = prob / prob.sum()
@@ -136,6 +142,34 @@ def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
 
 
 # ---------------------------------------------------------------- known answers and invariants
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_empty_attention_matches_numpy_reference(linear):
+  story, query = _toy_batch(seed=7)
+  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3, empty_attention=True)
+  params = _init(model, story, query)
+  logits, attention = jax.jit(model.apply, static_argnames="linear")(
+    params, story, query, linear=linear
+  )
+  ref_logits, ref_attention = _np_forward(
+    params,
+    story,
+    query,
+    hops=3,
+    encoding="pe",
+    temporal=True,
+    tying="adjacent",
+    linear=linear,
+    empty=True,
+  )
+  np.testing.assert_allclose(attention, ref_attention, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
+  # The empty slots count even when the story is cut to fewer rows (length buckets).
+  cut = story.at[:, 3:].set(0)
+  full = jax.jit(model.apply)(params, cut, query)
+  short = jax.jit(model.apply)(params, cut[:, :3], query)
+  np.testing.assert_allclose(short[0], full[0], rtol=1e-5, atol=1e-6)
 
 
 def test_position_encoding_known_answer():

@@ -40,6 +40,7 @@ def get_config(arg=None):
   config.model.relu = False  # ReLU after each hop (the paper's PE LS RN* 10k model)
   config.model.init_stddev = 0.1  # N(0, 0.1) initialisation
   config.model.pe_length = 0  # 0: the paper's PE; -1: the reference code's (fixed J)
+  config.model.empty_attention = False  # True: empty slots join the softmax (reference code)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32  # the paper
@@ -52,7 +53,8 @@ def get_config(arg=None):
   config.train.ls_max_epochs = 30  # LS epochs (the reference code: 30 joint, 20 per task)
   config.train.ls_patience = 0  # > 0: end LS once val loss has not decreased for these
   config.train.random_noise = 0.1  # RN: fraction of empty memories inserted (0 = off)
-  config.train.max_grad_norm = 40.0  # clip the gradient's global norm
+  config.train.max_grad_norm = 40.0  # clip the gradient norm at this
+  config.train.clip_per_param = False  # True: each parameter array separately (reference code)
   config.train.keep_best = True  # evaluate the softmax-phase epoch best on validation
   config.train.num_restarts = 2  # the paper: 10 (best on validation error)
   config.train.seed = 0
