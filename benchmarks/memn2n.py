@@ -170,6 +170,7 @@ def main():
   data, source = load()
   config = default.get_config()
   config.train.random_noise = 0.0
+  config.model.empty_attention = False  # the numpy code masks empty slots out of the softmax
   vocab, d, hops = len(data.vocab), config.model.embedding_size, config.model.num_hops
   model = train.make_model(config, vocab)
   params = model.init(
