@@ -1,1 +1,21 @@
 """Complete models built from memories and layers."""
+
+from memjax.models import memn2n
+from memjax.models.memn2n import (
+  MemN2N,
+  memory_mask,
+  position_encoding,
+  random_noise_ages,
+  reference_position_encoding,
+  sentence_ages,
+)
+
+__all__ = [
+  "memn2n",
+  "MemN2N",
+  "memory_mask",
+  "position_encoding",
+  "random_noise_ages",
+  "reference_position_encoding",
+  "sentence_ages",
+]

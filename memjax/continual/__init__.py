@@ -1,1 +1,0 @@
-"""Continual learning (replay, EWC, distillation). Not built yet."""

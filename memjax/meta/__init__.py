@@ -1,1 +1,0 @@
-"""Meta-learning (MAML, FOMAML, Reptile, ANIL) on Optax. Not built yet."""
