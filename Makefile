@@ -29,6 +29,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/retrieval.py
+	$(PY) benchmarks/memn2n.py
+	$(PY) benchmarks/ntm.py
+	$(PY) benchmarks/hrr_capacity.py
 
 lint: install
 	$(VENV)/bin/ruff check memjax experiments tests benchmarks
