@@ -9,7 +9,6 @@ from memjax.ops.addressing import (
   interpolate,
   sharpen,
 )
-
 from memjax.ops.attention import attention_read, masked_softmax
 from memjax.ops.retrieval import (
   Retrieval,
