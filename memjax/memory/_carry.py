@@ -29,7 +29,7 @@ def broadcast_state(state: State, batch_shape: tuple[int, ...]) -> State:
     The same tree with each leaf ``[N, ...]`` broadcast to ``[*B, N, ...]``.
   """
   return jax.tree_util.tree_map(
-      lambda a: jnp.broadcast_to(a, tuple(batch_shape) + jnp.shape(a)), state
+    lambda a: jnp.broadcast_to(a, tuple(batch_shape) + jnp.shape(a)), state
   )
 
 
@@ -70,8 +70,7 @@ def split_input(x: jax.Array, input_size: int | None) -> tuple[jax.Array, jax.Ar
     return x, None
   if not 1 <= input_size <= features:
     raise ValueError(
-        f"input_size={input_size} must be in [1, {features}] (the feature size of x, "
-        f"shape {x.shape})"
+      f"input_size={input_size} must be in [1, {features}] (the feature size of x, shape {x.shape})"
     )
   return x[..., :input_size], x[..., input_size:]
 
@@ -93,9 +92,9 @@ def check_carry_batch(carry: Any, x: jax.Array, feature_ndim: dict[str, int]) ->
     got = leaf.shape[: leaf.ndim - ndim] if leaf.ndim >= ndim else None
     if got != batch:
       raise ValueError(
-          f"carry.{name} has shape {leaf.shape}, expected batch axes {batch} (from x of "
-          f"shape {x.shape}) followed by {ndim} memory axes; build the carry with "
-          "initialize_carry(rng, x.shape)"
+        f"carry.{name} has shape {leaf.shape}, expected batch axes {batch} (from x of "
+        f"shape {x.shape}) followed by {ndim} memory axes; build the carry with "
+        "initialize_carry(rng, x.shape)"
       )
 
 

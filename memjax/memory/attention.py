@@ -41,7 +41,7 @@ class AttentionState(NamedTuple):
 
 
 def init_state(
-    num_slots: int, key_size: int, value_size: int, dtype: Any = jnp.float32
+  num_slots: int, key_size: int, value_size: int, dtype: Any = jnp.float32
 ) -> AttentionState:
   """An empty memory: zero keys and values, no valid slot, position 0.
 
@@ -54,18 +54,17 @@ def init_state(
   Returns:
     :class:`AttentionState` with ``keys [N, K]``, ``values [N, V]``.
   """
-  for name, size in (("num_slots", num_slots), ("key_size", key_size),
-                     ("value_size", value_size)):
+  for name, size in (("num_slots", num_slots), ("key_size", key_size), ("value_size", value_size)):
     if not isinstance(size, int) or size < 1:
       raise ValueError(f"{name} must be a positive int, got {size!r}")
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return AttentionState(
-      keys=jnp.zeros((num_slots, key_size), dtype),
-      values=jnp.zeros((num_slots, value_size), dtype),
-      valid=jnp.zeros((num_slots,), bool),
-      written=jnp.full((num_slots,), -1, jnp.int32),
-      position=jnp.zeros((), jnp.int32),
+    keys=jnp.zeros((num_slots, key_size), dtype),
+    values=jnp.zeros((num_slots, value_size), dtype),
+    valid=jnp.zeros((num_slots,), bool),
+    written=jnp.full((num_slots,), -1, jnp.int32),
+    position=jnp.zeros((), jnp.int32),
   )
 
 
@@ -96,20 +95,20 @@ def write(state: AttentionState, key: jax.Array, value: jax.Array) -> AttentionS
   _checks.check_rank("value", value, 1, "[V] (use jax.vmap for a batch)")
   _checks.check_last_dim("key", key, state.keys.shape[-1], f"state.keys {state.keys.shape}")
   _checks.check_last_dim(
-      "value", value, state.values.shape[-1], f"state.values {state.values.shape}"
+    "value", value, state.values.shape[-1], f"state.values {state.values.shape}"
   )
   slot = state.position % state.keys.shape[0]
   return AttentionState(
-      keys=state.keys.at[slot].set(key.astype(state.keys.dtype)),
-      values=state.values.at[slot].set(value.astype(state.values.dtype)),
-      valid=state.valid.at[slot].set(True),
-      written=state.written.at[slot].set(state.position),
-      position=state.position + 1,
+    keys=state.keys.at[slot].set(key.astype(state.keys.dtype)),
+    values=state.values.at[slot].set(value.astype(state.values.dtype)),
+    valid=state.valid.at[slot].set(True),
+    written=state.written.at[slot].set(state.position),
+    position=state.position + 1,
   )
 
 
 def read(
-    state: AttentionState, query: jax.Array, similarity: str | SimilarityFn = "scaled_dot"
+  state: AttentionState, query: jax.Array, similarity: str | SimilarityFn = "scaled_dot"
 ) -> tuple[jax.Array, jax.Array]:
   """Soft read ``sum_i softmax_i(sim(query, keys)) values[i]`` over the valid slots.
 
@@ -126,8 +125,7 @@ def read(
     ValueError / TypeError: mismatched key sizes, non-floating query.
   """
   _check_state(state)
-  return attention_read(query, state.keys, state.values, mask=state.valid,
-                        similarity=similarity)
+  return attention_read(query, state.keys, state.values, mask=state.valid, similarity=similarity)
 
 
 def reset(state: AttentionState, slots: jax.Array | None = None) -> AttentionState:
@@ -151,11 +149,11 @@ def reset(state: AttentionState, slots: jax.Array | None = None) -> AttentionSta
     raise ValueError(f"slots must be bool of shape ({n},), got {slots.dtype}{slots.shape}")
   keep = ~slots
   return AttentionState(
-      keys=jnp.where(keep[:, None], state.keys, 0),
-      values=jnp.where(keep[:, None], state.values, 0),
-      valid=state.valid & keep,
-      written=jnp.where(keep, state.written, -1),
-      position=state.position,
+    keys=jnp.where(keep[:, None], state.keys, 0),
+    values=jnp.where(keep[:, None], state.values, 0),
+    valid=state.valid & keep,
+    written=jnp.where(keep, state.written, -1),
+    position=state.position,
   )
 
 
@@ -202,9 +200,7 @@ class AttentionMemoryCell(nn.RNNCellBase):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(
-      self, carry: AttentionState, x: jax.Array
-  ) -> tuple[AttentionState, jax.Array]:
+  def __call__(self, carry: AttentionState, x: jax.Array) -> tuple[AttentionState, jax.Array]:
     """One step.
 
     Args:

@@ -65,9 +65,9 @@ def init_state(num_slots: int, size: int, dtype: jnp.dtype = jnp.float32) -> Gat
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return GatedState(
-      slots=jnp.zeros((num_slots, size), dtype),
-      context=jnp.zeros((size,), dtype),
-      count=jnp.zeros((), jnp.int32),
+    slots=jnp.zeros((num_slots, size), dtype),
+    context=jnp.zeros((size,), dtype),
+    count=jnp.zeros((), jnp.int32),
   )
 
 
@@ -93,7 +93,7 @@ def filled(state: GatedState) -> jax.Array:
 
 
 def read(
-    state: GatedState, query: jax.Array, similarity: str | SimilarityFn = "scaled_dot"
+  state: GatedState, query: jax.Array, similarity: str | SimilarityFn = "scaled_dot"
 ) -> tuple[jax.Array, jax.Array]:
   """Soft attention read over the filled slots.
 
@@ -144,19 +144,19 @@ def fuse(context: jax.Array, read_value: jax.Array, gate: jax.Array) -> jax.Arra
     shape = jnp.broadcast_shapes(jnp.shape(context), jnp.shape(read_value), jnp.shape(gate))
   except ValueError:
     raise ValueError(
-        f"gate {jnp.shape(gate)}, read_value {jnp.shape(read_value)} and context "
-        f"{jnp.shape(context)} do not broadcast"
+      f"gate {jnp.shape(gate)}, read_value {jnp.shape(read_value)} and context "
+      f"{jnp.shape(context)} do not broadcast"
     ) from None
   context, read_value, gate = (jnp.broadcast_to(v, shape) for v in (context, read_value, gate))
   return gate * read_value + (1 - gate) * context
 
 
 def step(
-    state: GatedState,
-    hidden: jax.Array,
-    gate: jax.Array,
-    query: jax.Array | None = None,
-    similarity: str | SimilarityFn = "scaled_dot",
+  state: GatedState,
+  hidden: jax.Array,
+  gate: jax.Array,
+  query: jax.Array | None = None,
+  similarity: str | SimilarityFn = "scaled_dot",
 ) -> tuple[GatedState, jax.Array, jax.Array]:
   """One full step: read with ``query``, fuse with ``gate``, ring-write ``hidden``.
 
@@ -182,7 +182,6 @@ def step(
 def reset(state: GatedState) -> GatedState:
   """Clears the memory (same structure and dtypes)."""
   return jax.tree.map(jnp.zeros_like, state)
-
 
 
 class GatedMemoryCell(nn.RNNCellBase):
@@ -232,8 +231,9 @@ class GatedMemoryCell(nn.RNNCellBase):
     batch, h = x.shape[:-1], x.shape[-1]
     want = (*batch, self.num_slots, h)
     if carry.slots.shape != want:
-      raise ValueError(f"carry.slots must have shape {want} for x {x.shape}, got "
-                       f"{carry.slots.shape}")
+      raise ValueError(
+        f"carry.slots must have shape {want} for x {x.shape}, got {carry.slots.shape}"
+      )
     hidden = x.astype(carry.slots.dtype)
     if self.project_query:
       query = nn.Dense(h, use_bias=False, dtype=self.dtype, name="query")(hidden)
@@ -242,8 +242,9 @@ class GatedMemoryCell(nn.RNNCellBase):
     gate_in = jnp.concatenate([hidden, carry.context], axis=-1)
     gate = nn.sigmoid(nn.Dense(h, dtype=self.dtype, name="gate")(gate_in))
     fn = lambda s, hh, g, q: step(s, hh, g, q, self.similarity)[:2]
-    new, context = _carry.vmap_batch(fn, len(batch))(carry, hidden, gate.astype(hidden.dtype),
-                                         query.astype(hidden.dtype))
+    new, context = _carry.vmap_batch(fn, len(batch))(
+      carry, hidden, gate.astype(hidden.dtype), query.astype(hidden.dtype)
+    )
     y = hidden + context if self.residual else context
     return new, y
 
@@ -287,10 +288,10 @@ class GatedMemoryLayer(nn.Module):
 
   @nn.compact
   def __call__(
-      self,
-      hidden: jax.Array,
-      initial_carry: GatedState | None = None,
-      return_carry: bool = False,
+    self,
+    hidden: jax.Array,
+    initial_carry: GatedState | None = None,
+    return_carry: bool = False,
   ) -> jax.Array | tuple[GatedState, jax.Array]:
     """Runs the cell over the time axis.
 
@@ -303,21 +304,22 @@ class GatedMemoryLayer(nn.Module):
       ``y [*B, T, H]``, or ``(carry, y)`` with ``return_carry=True``.
     """
     _checks.check_min_rank("hidden", hidden, 2, "[*B, T, H]")
-    cell = GatedMemoryCell(self.num_slots, self.similarity, self.project_query, self.residual,
-                           self.dtype, parent=None)
+    cell = GatedMemoryCell(
+      self.num_slots, self.similarity, self.project_query, self.residual, self.dtype, parent=None
+    )
     rnn = nn.RNN(cell, return_carry=return_carry, name="rnn")
     return rnn(hidden, initial_carry=initial_carry)
 
 
 __all__ = [
-    "GatedState",
-    "init_state",
-    "filled",
-    "read",
-    "write",
-    "fuse",
-    "step",
-    "reset",
-    "GatedMemoryCell",
-    "GatedMemoryLayer",
+  "GatedState",
+  "init_state",
+  "filled",
+  "read",
+  "write",
+  "fuse",
+  "step",
+  "reset",
+  "GatedMemoryCell",
+  "GatedMemoryLayer",
 ]

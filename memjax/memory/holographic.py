@@ -61,7 +61,7 @@ def _check_vector(name: str, x: jax.Array, dim: int) -> None:
 
 
 def write(
-    state: HRRState, key: jax.Array, value: jax.Array, weight: jax.typing.ArrayLike = 1.0
+  state: HRRState, key: jax.Array, value: jax.Array, weight: jax.typing.ArrayLike = 1.0
 ) -> HRRState:
   """Adds ``weight * bind(key, value)`` to the trace.
 
@@ -100,7 +100,7 @@ def read(state: HRRState, key: jax.Array) -> jax.Array:
 
 
 def read_cleanup(
-    state: HRRState, key: jax.Array, codebook: jax.Array, similarity: str = "cosine"
+  state: HRRState, key: jax.Array, codebook: jax.Array, similarity: str = "cosine"
 ) -> Retrieval:
   """Decodes the value bound to ``key`` and snaps it to the nearest codebook item.
 
@@ -125,7 +125,6 @@ def reset(state: HRRState) -> HRRState:
 def _normalize(x: jax.Array, eps: float) -> jax.Array:
   # rsqrt(|x|^2 + eps) keeps the gradient finite at x = 0 (norm() would give NaN).
   return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
-
 
 
 class HolographicCell(nn.RNNCellBase):
@@ -176,8 +175,7 @@ class HolographicCell(nn.RNNCellBase):
     batch = x.shape[:-1]
     if carry.trace.shape != (*batch, self.dim):
       raise ValueError(
-          f"carry.trace must have shape {(*batch, self.dim)} for x {x.shape}, got "
-          f"{carry.trace.shape}"
+        f"carry.trace must have shape {(*batch, self.dim)} for x {x.shape}, got {carry.trace.shape}"
       )
     if self.learned:
       dense = lambda name: nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name=name)
@@ -186,8 +184,8 @@ class HolographicCell(nn.RNNCellBase):
     else:
       if x.shape[-1] != 3 * self.dim:
         raise ValueError(
-            f"x must have {3 * self.dim} features ([key ; value ; query], 3 * dim) when "
-            f"learned=False, got shape {x.shape}"
+          f"x must have {3 * self.dim} features ([key ; value ; query], 3 * dim) when "
+          f"learned=False, got shape {x.shape}"
         )
       key, value, query = jnp.split(x, 3, axis=-1)
       gate = jnp.ones(batch, x.dtype)

@@ -60,9 +60,7 @@ class KVState(NamedTuple):
   step: jax.Array  # [] int32 logical clock (writes + touching reads so far)
 
 
-def init_state(
-    num_slots: int, key_size: int, value_size: int, dtype: Any = jnp.float32
-) -> KVState:
+def init_state(num_slots: int, key_size: int, value_size: int, dtype: Any = jnp.float32) -> KVState:
   """An empty store.
 
   Args:
@@ -74,21 +72,20 @@ def init_state(
   Returns:
     :class:`KVState` with zero ``keys [N, K]`` and ``values [N, V]``, no valid slot.
   """
-  for name, size in (("num_slots", num_slots), ("key_size", key_size),
-                     ("value_size", value_size)):
+  for name, size in (("num_slots", num_slots), ("key_size", key_size), ("value_size", value_size)):
     if not isinstance(size, int) or size < 1:
       raise ValueError(f"{name} must be a positive int, got {size!r}")
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   never = jnp.full((num_slots,), -1, jnp.int32)
   return KVState(
-      keys=jnp.zeros((num_slots, key_size), dtype),
-      values=jnp.zeros((num_slots, value_size), dtype),
-      written=never,
-      last_read=never,
-      hits=jnp.zeros((num_slots,), jnp.int32),
-      valid=jnp.zeros((num_slots,), bool),
-      step=jnp.zeros((), jnp.int32),
+    keys=jnp.zeros((num_slots, key_size), dtype),
+    values=jnp.zeros((num_slots, value_size), dtype),
+    written=never,
+    last_read=never,
+    hits=jnp.zeros((num_slots,), jnp.int32),
+    valid=jnp.zeros((num_slots,), bool),
+    step=jnp.zeros((), jnp.int32),
   )
 
 
@@ -109,10 +106,15 @@ def _check_item(state: KVState, key: jax.Array, value: jax.Array, rank: int) -> 
   _checks.check_floating("value" if rank == 1 else "values", value)
   _checks.check_rank("key" if rank == 1 else "keys", key, rank, shape)
   _checks.check_rank("value" if rank == 1 else "values", value, rank, vshape)
-  _checks.check_last_dim("key" if rank == 1 else "keys", key, state.keys.shape[-1],
-                         f"state.keys {state.keys.shape}")
-  _checks.check_last_dim("value" if rank == 1 else "values", value, state.values.shape[-1],
-                         f"state.values {state.values.shape}")
+  _checks.check_last_dim(
+    "key" if rank == 1 else "keys", key, state.keys.shape[-1], f"state.keys {state.keys.shape}"
+  )
+  _checks.check_last_dim(
+    "value" if rank == 1 else "values",
+    value,
+    state.values.shape[-1],
+    f"state.values {state.values.shape}",
+  )
 
 
 def _first_min(x: jax.Array) -> jax.Array:
@@ -145,12 +147,12 @@ def eviction_slot(state: KVState, policy: Policy = "ring") -> jax.Array:
 
 
 def write(
-    state: KVState,
-    key: jax.Array,
-    value: jax.Array,
-    policy: Policy = "ring",
-    update_threshold: float | None = None,
-    similarity: str | SimilarityFn = "cosine",
+  state: KVState,
+  key: jax.Array,
+  value: jax.Array,
+  policy: Policy = "ring",
+  update_threshold: float | None = None,
+  similarity: str | SimilarityFn = "cosine",
 ) -> KVState:
   """Writes one item, updating a matching slot in place or evicting by ``policy``.
 
@@ -187,24 +189,24 @@ def write(
     in_place = scores[best] >= update_threshold
     slot = jnp.where(in_place, best, slot)
   return KVState(
-      keys=state.keys.at[slot].set(key.astype(state.keys.dtype)),
-      values=state.values.at[slot].set(value.astype(state.values.dtype)),
-      written=state.written.at[slot].set(state.step),
-      last_read=state.last_read.at[slot].set(jnp.where(in_place, state.last_read[slot], -1)),
-      hits=state.hits.at[slot].set(jnp.where(in_place, state.hits[slot], 0)),
-      valid=state.valid.at[slot].set(True),
-      step=state.step + 1,
+    keys=state.keys.at[slot].set(key.astype(state.keys.dtype)),
+    values=state.values.at[slot].set(value.astype(state.values.dtype)),
+    written=state.written.at[slot].set(state.step),
+    last_read=state.last_read.at[slot].set(jnp.where(in_place, state.last_read[slot], -1)),
+    hits=state.hits.at[slot].set(jnp.where(in_place, state.hits[slot], 0)),
+    valid=state.valid.at[slot].set(True),
+    step=state.step + 1,
   )
 
 
 def write_batch(
-    state: KVState,
-    keys: jax.Array,
-    values: jax.Array,
-    mask: jax.Array | None = None,
-    policy: Policy = "ring",
-    update_threshold: float | None = None,
-    similarity: str | SimilarityFn = "cosine",
+  state: KVState,
+  keys: jax.Array,
+  values: jax.Array,
+  mask: jax.Array | None = None,
+  policy: Policy = "ring",
+  update_threshold: float | None = None,
+  similarity: str | SimilarityFn = "cosine",
 ) -> KVState:
   """Writes M items in one call, in order ``0, 1, ..., M-1`` (a ``lax.scan``).
 
@@ -229,13 +231,16 @@ def write_batch(
   _check_item(state, keys, values, 2)
   m = keys.shape[0]
   if values.shape[0] != m:
-    raise ValueError(f"values has {values.shape[0]} items (shape {values.shape}) but keys "
-                     f"has {m} (shape {keys.shape})")
+    raise ValueError(
+      f"values has {values.shape[0]} items (shape {values.shape}) but keys "
+      f"has {m} (shape {keys.shape})"
+    )
   if mask is None:
     mask = jnp.ones((m,), bool)
   elif jnp.result_type(mask) != jnp.bool_ or jnp.shape(mask) != (m,):
-    raise ValueError(f"mask must be bool of shape ({m},), got {jnp.result_type(mask)}"
-                     f"{jnp.shape(mask)}")
+    raise ValueError(
+      f"mask must be bool of shape ({m},), got {jnp.result_type(mask)}{jnp.shape(mask)}"
+    )
 
   def body(s, item):
     k, v, active = item
@@ -247,7 +252,7 @@ def write_batch(
 
 
 def read(
-    state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = "dot"
+  state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = "dot"
 ) -> Retrieval:
   """Pure top-k read of the valid slots; the metadata is left unchanged.
 
@@ -273,7 +278,7 @@ def read(
 
 
 def read_and_touch(
-    state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = "dot"
+  state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = "dot"
 ) -> tuple[KVState, Retrieval]:
   """Top-k read that also records the use of the retrieved valid slots.
 
@@ -318,13 +323,13 @@ def reset(state: KVState, slots: jax.Array | None = None) -> KVState:
     raise ValueError(f"slots must be bool of shape ({n},), got {slots.dtype}{slots.shape}")
   keep = ~slots
   return KVState(
-      keys=jnp.where(keep[:, None], state.keys, 0),
-      values=jnp.where(keep[:, None], state.values, 0),
-      written=jnp.where(keep, state.written, -1),
-      last_read=jnp.where(keep, state.last_read, -1),
-      hits=jnp.where(keep, state.hits, 0),
-      valid=state.valid & keep,
-      step=state.step,
+    keys=jnp.where(keep[:, None], state.keys, 0),
+    values=jnp.where(keep[:, None], state.values, 0),
+    written=jnp.where(keep, state.written, -1),
+    last_read=jnp.where(keep, state.last_read, -1),
+    hits=jnp.where(keep, state.hits, 0),
+    valid=state.valid & keep,
+    step=state.step,
   )
 
 
@@ -342,8 +347,7 @@ def weighted_top_k(retrieval: Retrieval) -> tuple[jax.Array, jax.Array]:
   """
   found = retrieval.scores > -jnp.inf
   weights = masked_softmax(jnp.where(found, retrieval.scores, 0), found)
-  read = jnp.einsum("...k,...kv->...v", weights.astype(retrieval.values.dtype),
-                    retrieval.values)
+  read = jnp.einsum("...k,...kv->...v", weights.astype(retrieval.values.dtype), retrieval.values)
   return read, weights
 
 
@@ -445,16 +449,16 @@ class KVCell(nn.RNNCellBase):
 
 
 __all__ = [
-    "Policy",
-    "POLICIES",
-    "KVState",
-    "init_state",
-    "eviction_slot",
-    "write",
-    "write_batch",
-    "read",
-    "read_and_touch",
-    "reset",
-    "weighted_top_k",
-    "KVCell",
+  "Policy",
+  "POLICIES",
+  "KVState",
+  "init_state",
+  "eviction_slot",
+  "write",
+  "write_batch",
+  "read",
+  "read_and_touch",
+  "reset",
+  "weighted_top_k",
+  "KVCell",
 ]

@@ -42,7 +42,7 @@ class MatrixState(NamedTuple):
 
 
 def init_state(
-    num_slots: int, memory_size: int, dtype: Any = jnp.float32, init_value: float = 0.0
+  num_slots: int, memory_size: int, dtype: Any = jnp.float32, init_value: float = 0.0
 ) -> MatrixState:
   """A memory whose every entry is ``init_value``.
 
@@ -61,8 +61,8 @@ def init_state(
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return MatrixState(
-      memory=jnp.full((num_slots, memory_size), init_value, dtype),
-      position=jnp.zeros((), jnp.int32),
+    memory=jnp.full((num_slots, memory_size), init_value, dtype),
+    position=jnp.zeros((), jnp.int32),
   )
 
 
@@ -92,8 +92,8 @@ def address_weights(address: jax.ArrayLike, num_slots: int, dtype: Any) -> jax.A
     _checks.check_min_rank("address", address, 1, "[..., N] (soft weights)")
     if address.shape[-1] != num_slots:
       raise ValueError(
-          f"address weights have {address.shape[-1]} entries (shape {address.shape}) but "
-          f"the memory has {num_slots} rows"
+        f"address weights have {address.shape[-1]} entries (shape {address.shape}) but "
+        f"the memory has {num_slots} rows"
       )
     return address
   raise TypeError(f"address must be an integer index or floating weights, got {address.dtype}")
@@ -120,10 +120,10 @@ def read_by_address(state: MatrixState, address: jax.ArrayLike) -> jax.Array:
 
 
 def read_by_content(
-    state: MatrixState,
-    query: jax.Array,
-    similarity: str | SimilarityFn = "cosine",
-    sharpness: jax.ArrayLike = 1.0,
+  state: MatrixState,
+  query: jax.Array,
+  similarity: str | SimilarityFn = "cosine",
+  sharpness: jax.ArrayLike = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
   """Content read ``w = softmax(sharpness * sim(query, M))``, ``r = w M``.
 
@@ -148,10 +148,10 @@ def read_by_content(
 
 
 def write(
-    state: MatrixState,
-    vector: jax.Array,
-    address: jax.ArrayLike,
-    strength: jax.ArrayLike = 1.0,
+  state: MatrixState,
+  vector: jax.Array,
+  address: jax.ArrayLike,
+  strength: jax.ArrayLike = 1.0,
 ) -> MatrixState:
   """Additive write ``m_i <- m_i + strength * w_i * vector``.
 
@@ -171,8 +171,9 @@ def write(
   _check_state(state)
   _checks.check_floating("vector", vector)
   _checks.check_rank("vector", vector, 1, "[D] (use jax.vmap for a batch)")
-  _checks.check_last_dim("vector", vector, state.memory.shape[1],
-                         f"state.memory {state.memory.shape}")
+  _checks.check_last_dim(
+    "vector", vector, state.memory.shape[1], f"state.memory {state.memory.shape}"
+  )
   address = jnp.asarray(address)
   _checks.check_rank("address", address, {0, 1}, "(an index [] or weights [N])")
   if jnp.issubdtype(address.dtype, jnp.integer) and address.ndim != 0:
@@ -185,8 +186,9 @@ def write(
   return MatrixState(memory=state.memory + update, position=state.position + 1)
 
 
-def reset(state: MatrixState, rows: jax.Array | None = None, init_value: float = 0.0
-          ) -> MatrixState:
+def reset(
+  state: MatrixState, rows: jax.Array | None = None, init_value: float = 0.0
+) -> MatrixState:
   """Sets rows back to ``init_value``.
 
   Args:
@@ -284,10 +286,10 @@ class MatrixMemoryCell(nn.RNNCellBase):
       encoder = nn.Dense(self.memory_size, name="encoder", param_dtype=self.param_dtype)
     encoded = encoder(x)
     if encoded.shape != x.shape[:-1] + (self.memory_size,):
-      raise ValueError(f"encoder output has shape {encoded.shape}, expected "
-                       f"{x.shape[:-1] + (self.memory_size,)}")
-    strength = self.param("strength", lambda _: jnp.asarray(self.strength_init,
-                                                             self.param_dtype))
+      raise ValueError(
+        f"encoder output has shape {encoded.shape}, expected {x.shape[:-1] + (self.memory_size,)}"
+      )
+    strength = self.param("strength", lambda _: jnp.asarray(self.strength_init, self.param_dtype))
 
     def step(state, q, r):
       out, weights = read_by_content(state, q, self.similarity, self.sharpness)
@@ -322,13 +324,13 @@ class MatrixMemoryCell(nn.RNNCellBase):
 
 
 __all__ = [
-    "Addressing",
-    "MatrixState",
-    "init_state",
-    "address_weights",
-    "read_by_address",
-    "read_by_content",
-    "write",
-    "reset",
-    "MatrixMemoryCell",
+  "Addressing",
+  "MatrixState",
+  "init_state",
+  "address_weights",
+  "read_by_address",
+  "read_by_content",
+  "write",
+  "reset",
+  "MatrixMemoryCell",
 ]

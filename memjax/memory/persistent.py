@@ -37,11 +37,11 @@ from memjax.ops.attention import attention_read
 
 
 def with_persistent(
-    keys: jax.Array,
-    values: jax.Array,
-    persistent_keys: jax.Array,
-    persistent_values: jax.Array,
-    mask: jax.Array | None = None,
+  keys: jax.Array,
+  values: jax.Array,
+  persistent_keys: jax.Array,
+  persistent_values: jax.Array,
+  mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
   """Prepends persistent slots: ``[K_p ; K]``, ``[V_p ; V]``, ``[True ; mask]``.
 
@@ -59,20 +59,24 @@ def with_persistent(
   Raises:
     ValueError / TypeError: mismatched sizes, naming the argument.
   """
-  for name, x in (("keys", keys), ("values", values), ("persistent_keys", persistent_keys),
-                  ("persistent_values", persistent_values)):
+  for name, x in (
+    ("keys", keys),
+    ("values", values),
+    ("persistent_keys", persistent_keys),
+    ("persistent_values", persistent_values),
+  ):
     _checks.check_floating(name, x)
     _checks.check_min_rank(name, x, 2, "[..., slots, features]")
   if keys.shape[:-1] != values.shape[:-1]:
     raise ValueError(f"values {values.shape} must match keys {keys.shape} except the last axis")
   _checks.check_last_dim("persistent_keys", persistent_keys, keys.shape[-1], f"keys {keys.shape}")
   _checks.check_last_dim(
-      "persistent_values", persistent_values, values.shape[-1], f"values {values.shape}"
+    "persistent_values", persistent_values, values.shape[-1], f"values {values.shape}"
   )
   if persistent_keys.shape[-2] != persistent_values.shape[-2]:
     raise ValueError(
-        f"persistent_values has {persistent_values.shape[-2]} slots (shape "
-        f"{persistent_values.shape}) but persistent_keys has {persistent_keys.shape[-2]}"
+      f"persistent_values has {persistent_values.shape[-2]} slots (shape "
+      f"{persistent_values.shape}) but persistent_keys has {persistent_keys.shape[-2]}"
     )
   lead = keys.shape[:-2]
   try:
@@ -80,8 +84,8 @@ def with_persistent(
     pv = jnp.broadcast_to(persistent_values, (*lead, *persistent_values.shape[-2:]))
   except ValueError:
     raise ValueError(
-        f"persistent_keys {persistent_keys.shape} / persistent_values "
-        f"{persistent_values.shape} leading axes do not broadcast to keys {keys.shape}"
+      f"persistent_keys {persistent_keys.shape} / persistent_values "
+      f"{persistent_values.shape} leading axes do not broadcast to keys {keys.shape}"
     ) from None
   out_keys = jnp.concatenate([pk.astype(keys.dtype), keys], axis=-2)
   out_values = jnp.concatenate([pv.astype(values.dtype), values], axis=-2)
@@ -93,12 +97,12 @@ def with_persistent(
 
 
 def persistent_attention(
-    query: jax.Array,
-    keys: jax.Array,
-    values: jax.Array,
-    persistent_keys: jax.Array,
-    persistent_values: jax.Array,
-    mask: jax.Array | None = None,
+  query: jax.Array,
+  keys: jax.Array,
+  values: jax.Array,
+  persistent_keys: jax.Array,
+  persistent_values: jax.Array,
+  mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """One head of attention over ``[persistent ; inputs]`` (scaled dot product).
 
@@ -138,7 +142,7 @@ class CacheState(NamedTuple):
 
 
 def init_state(
-    window: int, num_heads: int, head_dim: int, dtype: jnp.dtype = jnp.float32
+  window: int, num_heads: int, head_dim: int, dtype: jnp.dtype = jnp.float32
 ) -> CacheState:
   """An empty cache.
 
@@ -178,17 +182,17 @@ def write(state: CacheState, key: jax.Array, value: jax.Array) -> CacheState:
       raise ValueError(f"{name} must have shape ({heads}, {dim}) [Hd, Dh], got {x.shape}")
   slot = state.count % w
   return CacheState(
-      state.keys.at[slot].set(key.astype(state.keys.dtype)),
-      state.values.at[slot].set(value.astype(state.values.dtype)),
-      state.count + 1,
+    state.keys.at[slot].set(key.astype(state.keys.dtype)),
+    state.values.at[slot].set(value.astype(state.values.dtype)),
+    state.count + 1,
   )
 
 
 def read(
-    state: CacheState,
-    query: jax.Array,
-    persistent_keys: jax.Array,
-    persistent_values: jax.Array,
+  state: CacheState,
+  query: jax.Array,
+  persistent_keys: jax.Array,
+  persistent_values: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
   """Attention of ``query [Hd, Dh]`` over ``[persistent ; cached tokens]``, per head.
 
@@ -217,8 +221,14 @@ def reset(state: CacheState) -> CacheState:
   return jax.tree.map(jnp.zeros_like, state)
 
 
-def _params(module: nn.Module, x: jax.Array, num_heads: int, num_persistent: int,
-            qkv_features: int | None, dtype: jnp.dtype):
+def _params(
+  module: nn.Module,
+  x: jax.Array,
+  num_heads: int,
+  num_persistent: int,
+  qkv_features: int | None,
+  dtype: jnp.dtype,
+):
   """Creates (inside ``module``'s compact call) the projections and persistent slots."""
   features = x.shape[-1]
   qkv = qkv_features or features
@@ -229,10 +239,15 @@ def _params(module: nn.Module, x: jax.Array, num_heads: int, num_persistent: int
   dh = qkv // num_heads
   dense = lambda name: nn.DenseGeneral((num_heads, dh), dtype=dtype, name=name)
   q, k, v = dense("query")(x), dense("key")(x), dense("value")(x)
-  pk = module.param("persistent_keys", nn.initializers.normal(dh**-0.5),
-                    (num_heads, num_persistent, dh), dtype)
-  pv = module.param("persistent_values", nn.initializers.normal(num_persistent**-0.5),
-                    (num_heads, num_persistent, dh), dtype)
+  pk = module.param(
+    "persistent_keys", nn.initializers.normal(dh**-0.5), (num_heads, num_persistent, dh), dtype
+  )
+  pv = module.param(
+    "persistent_values",
+    nn.initializers.normal(num_persistent**-0.5),
+    (num_heads, num_persistent, dh),
+    dtype,
+  )
   return q, k, v, pk, pv
 
 
@@ -263,7 +278,7 @@ class PersistentMemoryAttention(nn.Module):
 
   @nn.compact
   def __call__(
-      self, x: jax.Array, mask: jax.Array | None = None, return_weights: bool = False
+    self, x: jax.Array, mask: jax.Array | None = None, return_weights: bool = False
   ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Attends every token to the persistent slots and the (visible) tokens.
 
@@ -280,8 +295,9 @@ class PersistentMemoryAttention(nn.Module):
     _checks.check_floating("x", x)
     _checks.check_min_rank("x", x, 2, "[*B, T, F]")
     batch, t = x.shape[:-2], x.shape[-2]
-    q, k, v, pk, pv = _params(self, x, self.num_heads, self.num_persistent, self.qkv_features,
-                              self.dtype)
+    q, k, v, pk, pv = _params(
+      self, x, self.num_heads, self.num_persistent, self.qkv_features, self.dtype
+    )
     full = causal_mask(t) if self.causal else jnp.ones((t, t), bool)
     if mask is not None:
       if jnp.result_type(mask) != jnp.bool_:
@@ -295,10 +311,12 @@ class PersistentMemoryAttention(nn.Module):
     per_head = jax.vmap(persistent_attention, in_axes=(0, 0, 0, 0, 0, None))
     per_example = lambda q_, k_, v_, m_: per_head(q_, k_, v_, pk, pv, m_)
     out, weights = _carry.vmap_batch(per_example, len(batch))(
-        heads_first(q), heads_first(k), heads_first(v), full)
+      heads_first(q), heads_first(k), heads_first(v), full
+    )
     out = jnp.moveaxis(out, -3, -2)  # [*B, T, Hd, Dh]
-    y = nn.DenseGeneral(self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype,
-                        name="out")(out)
+    y = nn.DenseGeneral(
+      self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype, name="out"
+    )(out)
     return (y, weights) if return_weights else y
 
 
@@ -349,12 +367,13 @@ class PersistentMemoryCell(nn.RNNCellBase):
     _checks.check_min_rank("x", x, 1, "[*B, F]")
     _carry.check_carry_batch(carry, x, {"keys": 3, "values": 3, "count": 0})
     batch = x.shape[:-1]
-    q, k, v, pk, pv = _params(self, x, self.num_heads, self.num_persistent, self.qkv_features,
-                              self.dtype)
+    q, k, v, pk, pv = _params(
+      self, x, self.num_heads, self.num_persistent, self.qkv_features, self.dtype
+    )
     if carry.keys.shape[-3:] != (self.window, *k.shape[-2:]):
       raise ValueError(
-          f"carry.keys must have shape [*B, {self.window}, {k.shape[-2]}, {k.shape[-1]}], "
-          f"got {carry.keys.shape}; build it with initialize_carry(rng, x.shape)"
+        f"carry.keys must have shape [*B, {self.window}, {k.shape[-2]}, {k.shape[-1]}], "
+        f"got {carry.keys.shape}; build it with initialize_carry(rng, x.shape)"
       )
 
     def one(state, q_, k_, v_):
@@ -362,8 +381,9 @@ class PersistentMemoryCell(nn.RNNCellBase):
       return state, read(state, q_, pk, pv)[0]
 
     carry, out = _carry.vmap_batch(one, len(batch))(carry, q, k, v)
-    y = nn.DenseGeneral(self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype,
-                        name="out")(out)
+    y = nn.DenseGeneral(
+      self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype, name="out"
+    )(out)
     return carry, y
 
   @nn.nowrap
@@ -391,14 +411,14 @@ class PersistentMemoryCell(nn.RNNCellBase):
 
 
 __all__ = [
-    "with_persistent",
-    "persistent_attention",
-    "causal_mask",
-    "CacheState",
-    "init_state",
-    "write",
-    "read",
-    "reset",
-    "PersistentMemoryAttention",
-    "PersistentMemoryCell",
+  "with_persistent",
+  "persistent_attention",
+  "causal_mask",
+  "CacheState",
+  "init_state",
+  "write",
+  "read",
+  "reset",
+  "PersistentMemoryAttention",
+  "PersistentMemoryCell",
 ]

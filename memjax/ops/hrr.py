@@ -45,8 +45,7 @@ def _pair(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> tuple[jax.Arr
     shape = jnp.broadcast_shapes(jnp.shape(a), jnp.shape(b))
   except ValueError:
     raise ValueError(
-        f"{name_a} {jnp.shape(a)} and {name_b} {jnp.shape(b)} have batch axes that do "
-        "not broadcast"
+      f"{name_a} {jnp.shape(a)} and {name_b} {jnp.shape(b)} have batch axes that do not broadcast"
     ) from None
   return jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
 
@@ -118,9 +117,7 @@ def unbind(trace: jax.Array, key: jax.Array) -> jax.Array:
   return jnp.fft.irfft(ft * jnp.conj(fk), n=d, axis=-1).astype(dtype)
 
 
-def random_vectors(
-    key: jax.Array, num: int, dim: int, dtype: jnp.dtype = jnp.float32
-) -> jax.Array:
+def random_vectors(key: jax.Array, num: int, dim: int, dtype: jnp.dtype = jnp.float32) -> jax.Array:
   """``num`` random HRR vectors with i.i.d. N(0, 1/dim) entries.
 
   Args:
@@ -159,17 +156,17 @@ def superpose(keys: jax.Array, values: jax.Array, weights: jax.Array | None = No
     _checks.check_floating("weights", weights)
     if jnp.shape(weights) != bound.shape[:-1]:
       raise ValueError(
-          f"weights must have shape {bound.shape[:-1]} (one per pair), got {jnp.shape(weights)}"
+        f"weights must have shape {bound.shape[:-1]} (one per pair), got {jnp.shape(weights)}"
       )
     bound = bound * weights[..., None].astype(bound.dtype)
   return jnp.sum(bound, axis=-2)
 
 
 def cleanup(
-    noisy: jax.Array,
-    codebook: jax.Array,
-    similarity: str | SimilarityFn = "cosine",
-    mask: jax.Array | None = None,
+  noisy: jax.Array,
+  codebook: jax.Array,
+  similarity: str | SimilarityFn = "cosine",
+  mask: jax.Array | None = None,
 ) -> Retrieval:
   """Nearest codebook item to a noisy vector (cosine by default).
 
