@@ -130,7 +130,17 @@ def get_similarity(similarity: str | SimilarityFn) -> SimilarityFn:
 def similarity_scores(
   query: jax.Array, keys: jax.Array, similarity: str | SimilarityFn = "dot"
 ) -> jax.Array:
-  """Scores ``[..., N]`` of ``query [..., K]`` against ``keys [N, K]`` by name."""
+  """Scores of queries against keys under a named (or given) similarity.
+
+  Args:
+    query: [..., K] floating queries.
+    keys: [N, K] floating keys.
+    similarity: ``'dot'``, ``'scaled_dot'``, ``'cosine'``, ``'neg_sq_l2'`` or a callable
+      ``(query, keys) -> scores``.
+
+  Returns:
+    [..., N] scores, higher is more similar.
+  """
   return get_similarity(similarity)(query, keys)
 
 

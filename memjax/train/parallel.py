@@ -17,7 +17,14 @@ DATA_AXIS = "data"
 
 
 def data_mesh(num_devices: int | None = None) -> Mesh:
-  """A 1-D mesh named ``'data'`` over the first ``num_devices`` devices (default all)."""
+  """A 1-D data-parallel mesh over the first ``num_devices`` devices.
+
+  Args:
+    num_devices: devices on the mesh; None or 0 = all of ``jax.devices()``.
+
+  Returns:
+    A ``jax.sharding.Mesh`` of shape ``(num_devices,)`` with the one axis ``'data'`` (Auto).
+  """
   n = num_devices or jax.device_count()
   if not 1 <= n <= jax.device_count():
     raise ValueError(f"num_devices={n} must be in [1, {jax.device_count()}]")
@@ -26,7 +33,16 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh, batch_axis: int = 0, ndim: int = 1) -> NamedSharding:
-  """Sharding that splits axis ``batch_axis`` of an ``ndim``-array over ``'data'``."""
+  """The sharding of an ``ndim``-array split along ``batch_axis`` over the data axis.
+
+  Args:
+    mesh: a mesh from :func:`data_mesh`.
+    batch_axis: the axis to split (the batch; never the axis a scan runs over).
+    ndim: the rank of the arrays it will place.
+
+  Returns:
+    ``NamedSharding(mesh, P(None, .., 'data', .., None))``.
+  """
   spec = [None] * ndim
   spec[batch_axis] = DATA_AXIS
   return NamedSharding(mesh, P(*spec))
@@ -34,6 +50,14 @@ def batch_sharding(mesh: Mesh, batch_axis: int = 0, ndim: int = 1) -> NamedShard
 
 def shard_batch(batch: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
   """Places every array of ``batch`` with its ``batch_axis`` split over the mesh.
+
+  Args:
+    batch: a pytree of arrays, each with the batch at ``batch_axis``.
+    mesh: a mesh from :func:`data_mesh`.
+    batch_axis: the batch axis of every leaf.
+
+  Returns:
+    The same tree of ``jax.Array`` s, each sharded by :func:`batch_sharding`.
 
   Raises:
     ValueError: when a batch size is not divisible by the number of devices.
@@ -52,7 +76,15 @@ def shard_batch(batch: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every array of ``tree`` on all devices of the mesh (parameters, opt state)."""
+  """Places every array of ``tree`` on all devices of the mesh (parameters, opt state).
+
+  Args:
+    tree: a pytree of arrays.
+    mesh: a mesh from :func:`data_mesh`.
+
+  Returns:
+    The same tree, each leaf fully replicated (``NamedSharding(mesh, P())``).
+  """
   return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
