@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import flax.linen as nn
@@ -44,14 +45,18 @@ def _best_time(fn, repeats: int) -> float:
   return best
 
 
-def bench_training(batch_size: int, steps_per_call: int, calls: int, repeats: int) -> None:
+def bench_training(
+  batch_size: int, steps_per_call: int, calls: int, repeats: int, length_buckets: int
+) -> None:
   config = copy_ntm.get_config()
   config.batch_size = batch_size
   train_batch, _, input_size, output_size = train.make_task(config)
   model = train.make_model(config, output_size)
   optimizer = train.make_optimizer(config)
   state = train.init_train_state(config, model, optimizer, input_size)
-  steps = train.make_train_steps(model, optimizer, train_batch, batch_size, steps_per_call)
+  steps = train.make_train_steps(
+    model, optimizer, train_batch, batch_size, steps_per_call, length_buckets
+  )
   t0 = time.perf_counter()
   state, _ = jax.block_until_ready(steps(state))
   compile_s = time.perf_counter() - t0
@@ -67,6 +72,7 @@ def bench_training(batch_size: int, steps_per_call: int, calls: int, repeats: in
   _emit(
     figure="train_seq_per_s",
     task="copy lengths 1-20 (padded to T=41)",
+    length_buckets=train.bucket_lengths(41, length_buckets),
     batch_size=batch_size,
     steps_per_call=steps_per_call,
     seq_per_s=round(seq_per_s, 1),
@@ -137,16 +143,25 @@ def main() -> None:
   parser.add_argument("--calls", type=int, default=10, help="jitted calls per timing")
   parser.add_argument("--repeats", type=int, default=3, help="timings (best is kept)")
   parser.add_argument("--steps_per_call", type=int, default=10, help="steps per jitted call")
+  parser.add_argument(
+    "--length_buckets",
+    type=int,
+    default=copy_ntm.get_config().length_buckets,
+    help="static lengths a batch is cut to (1: always T=41)",
+  )
   args = parser.parse_args()
   _emit(
     figure="device",
     backend=jax.default_backend(),
     devices=len(jax.devices()),
     device_kind=jax.devices()[0].device_kind,
+    cpu_count=os.cpu_count(),
+    load_average=[round(x, 2) for x in os.getloadavg()],
   )
-  bench_training(1, 1, args.calls * args.steps_per_call, args.repeats)
-  bench_training(1, args.steps_per_call, args.calls, args.repeats)
-  bench_training(32, args.steps_per_call, max(1, args.calls // 4), args.repeats)
+  buckets = args.length_buckets
+  bench_training(1, 1, args.calls * args.steps_per_call, args.repeats, buckets)
+  bench_training(1, args.steps_per_call, args.calls, args.repeats, buckets)
+  bench_training(32, args.steps_per_call, max(1, args.calls // 4), args.repeats, buckets)
   bench_step_time(1, 41, args.repeats)
   bench_step_time(32, 41, args.repeats)
   bench_compile((20, 120))

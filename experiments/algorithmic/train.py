@@ -74,6 +74,32 @@ def make_model(config: ml_collections.ConfigDict, output_size: int) -> nn.Module
   raise ValueError(f"config.model.name={config.model.name!r} must be 'ntm' or 'lstm'")
 
 
+def active_steps(mask: jax.Array) -> jax.Array:
+  """The number of leading steps that matter: up to the batch's last scored step.
+
+  Args:
+    mask: [B, T] 1 on the scored steps.
+
+  Returns:
+    [] int32 ``1 + max{t : mask[b, t] > 0}`` (0 if nothing is scored). Steps after it
+    change neither the loss nor its gradient.
+  """
+  t = jnp.arange(1, mask.shape[-1] + 1, dtype=jnp.int32)
+  return jnp.max(jnp.where(mask > 0, t, 0))
+
+
+def bucket_lengths(total: int, num_buckets: int) -> tuple[int, ...]:
+  """``num_buckets`` evenly spaced static lengths ``<= total``, the last one ``total``."""
+  if not isinstance(num_buckets, int) or not 1 <= num_buckets <= total:
+    raise ValueError(f"num_buckets={num_buckets!r} must be an int in [1, {total}]")
+  return tuple(sorted({-(-total * i // num_buckets) for i in range(1, num_buckets + 1)}))
+
+
+def _truncate(batch: algorithmic.AlgorithmicBatch, length: int) -> algorithmic.AlgorithmicBatch:
+  return batch._replace(inputs=batch.inputs[:, :length], targets=batch.targets[:, :length],
+                        mask=batch.mask[:, :length])
+
+
 # ----------------------------------------------------------------------------- tasks
 
 
@@ -148,8 +174,25 @@ def init_train_state(config, model, optimizer, input_size: int) -> TrainState:
                     jnp.zeros((), jnp.int32))
 
 
-def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_call: int):
+def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_call: int,
+                     num_buckets: int = 1):
   """A jitted function running ``steps_per_call`` optimiser steps in a ``lax.scan``.
+
+  Each step draws a batch padded to the task's longest sequence ``T``. With
+  ``num_buckets > 1`` the loss and its gradient are computed on the batch truncated to the
+  shortest of :func:`bucket_lengths` that holds its last scored step (a ``lax.switch``
+  over one compiled branch per length): the dropped steps change neither the loss nor
+  the gradient, so the training distribution and the update are those of the padded
+  batch, while a batch of short sequences costs less (as in a framework that runs each
+  sequence at its own length). Compile time grows with ``num_buckets``.
+
+  Args:
+    model: maps ``[B, T, Fi]`` inputs to ``[B, T, Fo]`` logits (any ``T``).
+    optimizer: an Optax transformation.
+    train_batch: ``fn(key, B) -> AlgorithmicBatch``.
+    batch_size: B.
+    steps_per_call: optimiser steps per call.
+    num_buckets: number of static lengths the batch may be truncated to (1: none).
 
   Returns:
     ``fn(state) -> (state, {'bits': [steps_per_call], 'bit_errors': [steps_per_call]})``
@@ -161,10 +204,19 @@ def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_c
     costs = sequence_costs(logits, batch)
     return jnp.mean(costs["bits"]), costs
 
+  def grads_at(length: int):
+    def fn(params, batch):
+      return jax.value_and_grad(loss_fn, has_aux=True)(params, _truncate(batch, length))
+
+    return fn
+
   def one_step(state: TrainState, _):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     batch = train_batch(key, batch_size)
-    (_, costs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    lengths = bucket_lengths(batch.mask.shape[1], num_buckets)
+    branches = [grads_at(n) for n in lengths]
+    index = jnp.searchsorted(jnp.asarray(lengths), active_steps(batch.mask))
+    (_, costs), grads = jax.lax.switch(index, branches, state.params, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {k: jnp.mean(v) for k, v in costs.items()}
@@ -289,7 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      f"config.steps_per_call={steps_per_call}")
   state = init_train_state(config, model, optimizer, input_size)
   train_steps = make_train_steps(model, optimizer, train_batch, config.batch_size,
-                                 steps_per_call)
+                                 steps_per_call, config.length_buckets)
   evaluate = make_evaluate(model, eval_batch, config.eval_batch_size, config.seed + 1)
   eval_train = make_evaluate(
       model, lambda k, b, _: train_batch(k, b), config.eval_batch_size, config.seed + 1)

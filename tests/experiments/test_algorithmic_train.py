@@ -3,11 +3,12 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
 from experiments.algorithmic import train
-from experiments.algorithmic.configs import copy_lstm, copy_ntm, recall_ntm
+from experiments.algorithmic.configs import copy_lstm, copy_ntm, recall_ntm, recall_ntm_ff
 from memjax.train import Checkpointer
 
 
@@ -20,6 +21,7 @@ def _tiny(config):
   config.batch_size = 2
   config.num_steps = 4
   config.steps_per_call = 2
+  config.length_buckets = 2
   config.log_every = 2
   config.checkpoint_every = 2
   config.eval_batch_size = 4
@@ -33,7 +35,9 @@ def _tiny(config):
   return config
 
 
-@pytest.mark.parametrize("get_config", [copy_lstm.get_config, recall_ntm.get_config])
+@pytest.mark.parametrize(
+  "get_config", [copy_lstm.get_config, recall_ntm.get_config, recall_ntm_ff.get_config]
+)
 def test_other_configs_build_and_step(get_config):
   config = _tiny(get_config())
   train_batch, _, input_size, output_size = train.make_task(config)
@@ -96,3 +100,36 @@ def test_smoke_run_and_resume_after_kill_matches_uninterrupted_run(tmp_path, mon
   np.testing.assert_allclose(resumed["final_bits_per_sequence"],
                              straight["final_bits_per_sequence"], rtol=1e-5)
   _check_smoke_run(tmp_path / "killed", resumed)
+
+
+def test_bucket_lengths():
+  assert train.bucket_lengths(41, 1) == (41,)
+  assert train.bucket_lengths(41, 4) == (11, 21, 31, 41)
+  assert train.bucket_lengths(3, 3) == (1, 2, 3)
+  with pytest.raises(ValueError, match="num_buckets"):
+    train.bucket_lengths(3, 4)
+
+
+def test_active_steps_ends_at_the_last_scored_step():
+  mask = np.zeros((2, 9), np.float32)
+  mask[0, 3:5] = 1
+  mask[1, 2] = 1
+  assert int(train.active_steps(mask)) == 5
+  assert int(train.active_steps(np.zeros((1, 4), np.float32))) == 0
+
+
+def test_length_buckets_give_the_same_updates():
+  config = _tiny(copy_ntm.get_config())
+  config.task.max_length = 6  # T = 13: buckets (4, 7, 10, 13)
+  train_batch, _, input_size, output_size = train.make_task(config)
+  model = train.make_model(config, output_size)
+  optimizer = train.make_optimizer(config)
+  state = train.init_train_state(config, model, optimizer, input_size)
+  out = {}
+  for buckets in (1, 4):
+    steps = train.make_train_steps(model, optimizer, train_batch, 1, 4, buckets)
+    out[buckets] = steps(state)
+  (full, full_metrics), (cut, cut_metrics) = out[1], out[4]
+  np.testing.assert_allclose(cut_metrics["bits"], full_metrics["bits"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(cut.params), jax.tree.leaves(full.params), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

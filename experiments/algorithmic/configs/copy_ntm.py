@@ -47,6 +47,7 @@ def get_config(arg=None):
   config.batch_size = 1  # sequences per step (the paper and pytorch-ntm use 1)
   config.num_steps = 60_000  # optimiser steps (upper bound)
   config.steps_per_call = 10  # steps fused in one jitted lax.scan
+  config.length_buckets = 4  # static lengths a batch is cut to (speed only, same updates)
   config.log_every = 500  # steps between curve points (held-out evaluation)
   config.checkpoint_every = 2000  # steps between Orbax checkpoints
   config.eval_batch_size = 256  # held-out sequences per evaluation
