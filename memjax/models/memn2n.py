@@ -159,36 +159,14 @@ def random_noise_ages(
   return jnp.where(mask, ages, 0).astype(jnp.int32)
 
 
-def _lookup(table: jax.Array, ids: jax.Array, mode: str) -> jax.Array:
-  """``table[ids]``: ``[V, F]``, ``[...]`` int -> ``[..., F]``."""
-  return table.at[ids].get(mode=mode)
-
-
-def _embed(tables: list[jax.Array], tokens: jax.Array, pe: jax.Array | None, mode: str = "clip"):
-  """Sentence embeddings ``sum_j l_j * table[x_j]`` in each of ``tables`` at once.
-
-  The tables are concatenated to one ``[V, n d]`` array and looked up with ONE gather,
-  whose gradient is one scatter-add: on CPU the cost of either is mostly per looked-up
-  row, so n tables cost about as much as one. The null word (0) embeds to zero.
-
-  Args:
-    tables: n word tables, each [V, d].
-    tokens: [..., S] int word ids.
-    pe: [..., S, d] position-encoding weights, or None (bag of words).
-    mode: the gather's out-of-bound mode ('clip' or 'promise_in_bounds').
-
-  Returns:
-    A list of n arrays [..., d], one per table.
-  """
-  n, d = len(tables), tables[0].shape[-1]
-  words = tables[0] if n == 1 else jnp.concatenate(tables, axis=-1)  # [V, n d]
-  vectors = _lookup(words, tokens, mode).reshape(tokens.shape + (n, d))  # [..., S, n, d]
+def _embed(table: jax.Array, tokens: jax.Array, pe: jax.Array | None) -> jax.Array:
+  """Sentence embeddings ``sum_j l_j * table[x_j]``; the null word (0) embeds to zero."""
+  vectors = jnp.take(table, tokens, axis=0)  # [..., S, d]
   if pe is None:
-    vectors = jnp.where((tokens != 0)[..., None, None], vectors, 0.0)
+    vectors = jnp.where((tokens != 0)[..., None], vectors, 0.0)
   else:
-    vectors = vectors * pe[..., None, :]
-  emb = jnp.sum(vectors, axis=-3)  # [..., n, d]
-  return [emb[..., i, :] for i in range(n)]
+    vectors = vectors * pe
+  return jnp.sum(vectors, axis=-2)
 
 
 def _null_zero(table: jax.Array) -> jax.Array:
@@ -359,19 +337,19 @@ class MemN2N(nn.Module):
       num_empty = None
       read = jax.vmap(lambda u, m, c, mk, ne: _hop_read(u, m, c, mk, linear), (0, 0, 0, 0, None))
 
-    # Every memory table embeds the story once (adjacent: C^k = A^{k+1}), all in one lookup.
-    names = list(dict.fromkeys(name for pair in per_hop for name in pair))
-    memories = _embed([tables[name][0] for name in names], story, pe_story)  # n x [B, M, d]
-    if self.temporal:
-      times = jnp.concatenate([tables[name][1] for name in names], axis=-1)  # [T, n d]
-      times = _lookup(times, ages, "clip")  # [B, M, n d]
-      memories = [m + times[..., i * m.shape[-1] : (i + 1) * m.shape[-1]] for i, m in enumerate(memories)]
-    memories = dict(zip(names, memories, strict=True))
+    memories = {}  # each table embeds the story once (adjacent: C^k = A^{k+1})
 
-    (u,) = _embed([table_b], query, pe_query)  # [B, d]
+    def memory(name):
+      if name not in memories:
+        words, times = tables[name]
+        emb = _embed(words, story, pe_story)  # [B, M, d]
+        memories[name] = emb + jnp.take(times, ages, axis=0) if self.temporal else emb
+      return memories[name]
+
+    u = _embed(table_b, query, pe_query)  # [B, d]
     attention = []
     for name_a, name_c in per_hop:  # the hops: a loop over the carry u
-      o, p = read(u, memories[name_a], memories[name_c], mask, num_empty)
+      o, p = read(u, memory(name_a), memory(name_c), mask, num_empty)
       u = (u @ h if h is not None else u) + o
       if self.relu:
         u = nn.relu(u)
