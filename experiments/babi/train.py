@@ -16,6 +16,7 @@ the data on device.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,6 +33,7 @@ import tqdm
 from experiments.babi import paper_results, synthetic
 from memjax.models import memn2n
 from memjax.train import Checkpointer, data_mesh, replicate, write_json_atomic, write_results
+from memjax.train.compile import compiler_options
 from memjax.train.parallel import batch_sharding
 
 FAILED_ERROR = 5.0  # a task fails when its test error exceeds 5% (the paper's count)
@@ -228,7 +230,7 @@ def make_train_epoch(config, model, mesh):
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, answer)
     return jnp.sum(losses * weight)  # summed, not averaged, over the batch (the paper)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compiler_options())
   def train_epoch(state: TrainState, buckets: list, lr: jax.Array, linear: jax.Array):
     rng = jax.random.wrap_key_data(state.rng)
     rng, order_rng, step_rng, *bucket_rngs = jax.random.split(rng, 3 + len(buckets))
@@ -282,7 +284,7 @@ def make_train_epoch(config, model, mesh):
 def make_evaluate(config, model, mesh=None):
   """``(params, split, linear) -> (loss [E], correct [E])`` in fixed-size jitted chunks."""
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compiler_options())
   def _chunk(params, story, query, answer, linear):
     logits, _ = model.apply(params, story, query, linear=linear)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, answer)
