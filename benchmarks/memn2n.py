@@ -171,6 +171,8 @@ def main():
   config = default.get_config()
   config.train.random_noise = 0.0
   config.model.empty_attention = False  # the numpy code masks empty slots out of the softmax
+  config.model.pe_length = 0  # ... uses the paper's position encoding
+  config.train.clip_per_param = False  # ... and clips the global gradient norm
   vocab, d, hops = len(data.vocab), config.model.embedding_size, config.model.num_hops
   model = train.make_model(config, vocab)
   params = model.init(

@@ -101,6 +101,7 @@ def test_linear_start_switches_and_lr_anneals(tmp_path):
   config.train.ls_max_epochs = 2
   config.train.num_epochs = 4
   config.train.anneal_every = 2
+  config.train.learning_rate = 0.01  # after LS (the default is the reference code's 0.005)
   train.train_and_evaluate(config, str(tmp_path))
   unit = json.loads((tmp_path / "units" / "unit_000.json").read_text())
   hist = unit["history"]
@@ -122,6 +123,9 @@ def test_length_buckets_keep_every_example_and_word():
 
 def test_configs_and_paper_figures():
   assert default.get_config().mode == "joint"
+  # The reference code's PE, per-array clipping and eta: without them task 16 never trains.
+  c = default.get_config()
+  assert c.model.pe_length == -1 and c.train.clip_per_param and c.train.learning_rate == 0.005
   assert per_task.get_config().model.embedding_size == 20
   c = variants.get_config("per_task_10k_pe_ls_rn_star_3hops")
   assert c.data.lang == "en-10k" and c.model.relu and c.model.embedding_size == 100
