@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from memjax.ops import _checks
-from memjax.ops.similarity import cosine
+from memjax.ops.similarity import _safe_norm, dot
 
 _EPS = 1e-6
 
@@ -72,7 +72,11 @@ def content_weights(
   _checks.check_last_dim("key", key, memory.shape[-1], f"memory {memory.shape}")
   batch = key.shape[:-1]
   _check_param("beta", beta, batch)
-  scores = cosine(key, memory, eps=eps)
+  # cos(k, M_i) = k . M_i / ((|k| + eps) (|M_i| + eps)), as similarity.cosine; dividing the
+  # [..., N] dot products rather than normalising the [N, W] memory keeps reverse mode from
+  # storing a normalised copy of the memory at every step of a scan.
+  memory_norms = jnp.reshape(_safe_norm(memory, eps), (1,) * len(batch) + memory.shape[:1])
+  scores = dot(key, memory) / (_safe_norm(key, eps) * memory_norms)
   return jax.nn.softmax(_as_column(beta, batch) * scores, axis=-1)
 
 

@@ -295,6 +295,19 @@ def test_gradients_of_step_and_cell():
   assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
 
 
+
+def test_remat_memory_gives_the_same_outputs_and_gradients():
+  xs = jax.random.normal(jax.random.key(12), (2, 9, F))
+  params = _rnn_params(_cell())
+  out = {}
+  for remat in (True, False):
+    rnn = nn.RNN(_cell(remat_memory=remat))
+    loss = lambda p, rnn=rnn: jnp.sum(rnn.apply(p, xs) ** 2)
+    out[remat] = jax.jit(jax.value_and_grad(loss))(params)
+  np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(out[True][1]), jax.tree.leaves(out[False][1]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
 def test_no_retrace_across_steps():
   cell = _cell()
   x = jnp.ones((2, F))
