@@ -12,6 +12,29 @@ Figures:
                    ratio to the 20 seq/s reference;
   step_us          time per scanned cell step (forward, and forward + backward);
   compile_s        compile time of a training step at T = 20 vs T = 120 (a scan: must not grow).
+
+Each training step computes on the batch cut to the shortest of ``--length_buckets`` static
+lengths (11, 21, 31, 41) that holds its last scored step: the same loss and update as the
+padded batch, but a batch of short sequences costs less, as pytorch-ntm's one sequence at
+its own length does (lengths stay uniform in 1-20). At batch 32 the longest of 32 lengths
+is almost always in the last bucket, so only batch 1 gains.
+
+Measured 2026-11-24, 2-core CPU shared with other jobs (load average 3.1-5.4), under
+``flock /tmp/memjax_cpu.lock python benchmarks/ntm.py``:
+
+  figure (seq/s; ratio to 20 seq/s)   before (e28961a)   after (ced3456)
+  batch 1, 1 step per call            205 (10.3x)        284 (14.2x)
+  batch 1, 10 steps per call          153 (7.6x)         417 (20.8x)
+  batch 32, 10 steps per call         243 (12.1x)        518 (25.9x)
+  step_us batch 1 fwd / fwd+bwd       40.5 / 165.7       18.5 / 80.1
+  step_us batch 32 fwd / fwd+bwd      675 / 3532         333 / 1498
+  compile_s T=20 / T=120              12.4 / 11.9        4.0 / 3.8
+
+The gains: length buckets (batch 1), cosine addressing that divides the dot products by
+the norms instead of normalising the memory, and ``NTMCell(remat_memory=True)``, which
+recomputes the memory step in the backward pass instead of storing its [N, W]-sized
+intermediates at every step. The "before" run had a higher load (5.4 vs 3.1), so part
+of the difference is the machine's.
 """
 
 from __future__ import annotations
