@@ -69,11 +69,18 @@ def _best_time(fn, repeats: int) -> float:
 
 
 def bench_training(
-  batch_size: int, steps_per_call: int, calls: int, repeats: int, length_buckets: int
+  batch_size: int,
+  steps_per_call: int,
+  calls: int,
+  repeats: int,
+  length_buckets: int,
+  length_groups: int = 0,
 ) -> None:
   config = copy_ntm.get_config()
   config.batch_size = batch_size
   train_batch, _, input_size, output_size = train.make_task(config)
+  if length_groups:
+    train_batch = train.make_length_groups(config, length_groups)
   model = train.make_model(config, output_size)
   optimizer = train.make_optimizer(config)
   state = train.init_train_state(config, model, optimizer, input_size)
@@ -96,6 +103,7 @@ def bench_training(
     figure="train_seq_per_s",
     task="copy lengths 1-20 (padded to T=41)",
     length_buckets=train.bucket_lengths(41, length_buckets),
+    length_groups=length_groups,
     batch_size=batch_size,
     steps_per_call=steps_per_call,
     seq_per_s=round(seq_per_s, 1),
@@ -185,6 +193,7 @@ def main() -> None:
   bench_training(1, 1, args.calls * args.steps_per_call, args.repeats, buckets)
   bench_training(1, args.steps_per_call, args.calls, args.repeats, buckets)
   bench_training(32, args.steps_per_call, max(1, args.calls // 4), args.repeats, buckets)
+  bench_training(32, args.steps_per_call, max(1, args.calls // 4), args.repeats, buckets, 4)
   bench_step_time(1, 41, args.repeats)
   bench_step_time(32, 41, args.repeats)
   bench_compile((20, 120))

@@ -125,6 +125,54 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[Callable, Callable, in
   raise ValueError(f"config.task.name={t.name!r} is not copy, repeat_copy or associative_recall")
 
 
+class LengthGroups(NamedTuple):
+  """Training batches whose sequences share a length range, one range drawn per batch."""
+
+  probs: tuple[float, ...]  # probability of each range (its share of the lengths)
+  batches: tuple[Callable, ...]  # fn(key, B) -> AlgorithmicBatch with lengths in the range
+
+
+def _split_range(lo: int, hi: int, num_groups: int) -> list[tuple[int, int]]:
+  edges = [lo + -(-(hi - lo + 1) * i // num_groups) for i in range(num_groups + 1)]
+  return [(a, b - 1) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def make_length_groups(config: ml_collections.ConfigDict, num_groups: int) -> LengthGroups:
+  """Splits the task's lengths (copy, repeat copy) or item counts (recall) into ranges.
+
+  A batch drawn from range ``[a, b]`` (with probability ``(b - a + 1) / (hi - lo + 1)``)
+  has uniform lengths in it and the static shape of its longest, so each sequence's
+  length is still uniform over the whole range (as the paper's), while a batch of short
+  sequences is short. Unlike :func:`make_train_steps`'s ``num_buckets``, this changes the
+  batches' composition (sequences of one batch have similar lengths).
+
+  Args:
+    config: the study config (``config.task``).
+    num_groups: number of ranges.
+
+  Returns:
+    :class:`LengthGroups`.
+  """
+  t = config.task
+  if t.name == "copy":
+    lo, hi = t.min_length, t.max_length
+    make = lambda a, b: lambda k, n: algorithmic.copy_task(k, n, a, b, t.num_bits)
+  elif t.name == "repeat_copy":
+    lo, hi = t.min_length, t.max_length
+    make = lambda a, b: lambda k, n: algorithmic.repeat_copy_task(
+        k, n, a, b, t.min_repeats, t.max_repeats, t.num_bits)
+  elif t.name == "associative_recall":
+    lo, hi = t.min_items, t.max_items
+    make = lambda a, b: lambda k, n: algorithmic.associative_recall_task(
+        k, n, a, b, t.item_length, t.num_bits)
+  else:
+    raise ValueError(f"config.task.name={t.name!r} has no length groups")
+  ranges = _split_range(lo, hi, num_groups)
+  total = hi - lo + 1
+  return LengthGroups(tuple((b - a + 1) / total for a, b in ranges),
+                      tuple(make(a, b) for a, b in ranges))
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -189,7 +237,8 @@ def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_c
   Args:
     model: maps ``[B, T, Fi]`` inputs to ``[B, T, Fo]`` logits (any ``T``).
     optimizer: an Optax transformation.
-    train_batch: ``fn(key, B) -> AlgorithmicBatch``.
+    train_batch: ``fn(key, B) -> AlgorithmicBatch``, or :class:`LengthGroups` (each step
+      draws a range, then a batch from it; ``num_buckets`` is then unused).
     batch_size: B.
     steps_per_call: optimiser steps per call.
     num_buckets: number of static lengths the batch may be truncated to (1: none).
@@ -210,14 +259,28 @@ def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_c
 
     return fn
 
-  def one_step(state: TrainState, _):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  def grads_of_group(make_batch):
+    def fn(params, key):
+      return jax.value_and_grad(loss_fn, has_aux=True)(params, make_batch(key, batch_size))
+
+    return fn
+
+  def grads(params, key):
+    if isinstance(train_batch, LengthGroups):
+      k_group, k_batch = jax.random.split(key)
+      group = jax.random.choice(k_group, len(train_batch.probs), p=jnp.asarray(train_batch.probs))
+      branches = [grads_of_group(fn) for fn in train_batch.batches]
+      return jax.lax.switch(group, branches, params, k_batch)
     batch = train_batch(key, batch_size)
     lengths = bucket_lengths(batch.mask.shape[1], num_buckets)
     branches = [grads_at(n) for n in lengths]
     index = jnp.searchsorted(jnp.asarray(lengths), active_steps(batch.mask))
-    (_, costs), grads = jax.lax.switch(index, branches, state.params, batch)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return jax.lax.switch(index, branches, params, batch)
+
+  def one_step(state: TrainState, _):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    (_, costs), param_grads = grads(state.params, key)
+    updates, opt_state = optimizer.update(param_grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {k: jnp.mean(v) for k, v in costs.items()}
     return TrainState(params, opt_state, state.rng, state.step + 1), metrics
@@ -340,7 +403,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise ValueError("config.log_every and config.checkpoint_every must be multiples of "
                      f"config.steps_per_call={steps_per_call}")
   state = init_train_state(config, model, optimizer, input_size)
-  train_steps = make_train_steps(model, optimizer, train_batch, config.batch_size,
+  batches = train_batch
+  if config.length_groups:
+    batches = make_length_groups(config, config.length_groups)
+  train_steps = make_train_steps(model, optimizer, batches, config.batch_size,
                                  steps_per_call, config.length_buckets)
   evaluate = make_evaluate(model, eval_batch, config.eval_batch_size, config.seed + 1)
   eval_train = make_evaluate(

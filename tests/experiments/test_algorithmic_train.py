@@ -133,3 +133,26 @@ def test_length_buckets_give_the_same_updates():
   np.testing.assert_allclose(cut_metrics["bits"], full_metrics["bits"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(cut.params), jax.tree.leaves(full.params), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_length_groups_cover_the_lengths_in_proportion():
+  config = copy_ntm.get_config()
+  groups = train.make_length_groups(config, 4)
+  np.testing.assert_allclose(groups.probs, [0.25] * 4)
+  shapes = [fn(jax.random.key(0), 8).inputs.shape[1] for fn in groups.batches]
+  assert shapes == [11, 21, 31, 41]
+  lengths = groups.batches[1](jax.random.key(1), 64).lengths
+  assert 6 <= int(lengths.min()) and int(lengths.max()) <= 10
+  recall = train.make_length_groups(recall_ntm.get_config(), 4)
+  np.testing.assert_allclose(recall.probs, [0.4, 0.2, 0.2, 0.2])
+
+
+def test_length_groups_train_step():
+  config = _tiny(copy_ntm.get_config())
+  _, _, input_size, output_size = train.make_task(config)
+  model = train.make_model(config, output_size)
+  optimizer = train.make_optimizer(config)
+  state = train.init_train_state(config, model, optimizer, input_size)
+  groups = train.make_length_groups(config, 2)
+  state, metrics = train.make_train_steps(model, optimizer, groups, 2, 3)(state)
+  assert int(state.step) == 3 and np.all(np.isfinite(metrics["bits"]))

@@ -48,6 +48,7 @@ def get_config(arg=None):
   config.num_steps = 60_000  # optimiser steps (upper bound)
   config.steps_per_call = 10  # steps fused in one jitted lax.scan
   config.length_buckets = 4  # static lengths a batch is cut to (speed only, same updates)
+  config.length_groups = 0  # >0: each batch from one of this many length ranges (opt-in)
   config.log_every = 500  # steps between curve points (held-out evaluation)
   config.checkpoint_every = 2000  # steps between Orbax checkpoints
   config.eval_batch_size = 256  # held-out sequences per evaluation
