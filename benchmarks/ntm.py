@@ -19,22 +19,26 @@ padded batch, but a batch of short sequences costs less, as pytorch-ntm's one se
 its own length does (lengths stay uniform in 1-20). At batch 32 the longest of 32 lengths
 is almost always in the last bucket, so only batch 1 gains.
 
-Measured 2026-11-24, 2-core CPU shared with other jobs (load average 3.1-5.4), under
-``flock /tmp/memjax_cpu.lock python benchmarks/ntm.py``:
+Measured 2026-11-24, 2-core CPU shared with other jobs, under
+``flock /tmp/memjax_cpu.lock python benchmarks/ntm.py`` (the lock keeps out only the jobs
+that take it: run 2 had another unlocked process on one core throughout):
 
-  figure (seq/s; ratio to 20 seq/s)   before (e28961a)   after (ced3456)
-  batch 1, 1 step per call            205 (10.3x)        284 (14.2x)
-  batch 1, 10 steps per call          153 (7.6x)         417 (20.8x)
-  batch 32, 10 steps per call         243 (12.1x)        518 (25.9x)
-  step_us batch 1 fwd / fwd+bwd       40.5 / 165.7       18.5 / 80.1
-  step_us batch 32 fwd / fwd+bwd      675 / 3532         333 / 1498
-  compile_s T=20 / T=120              12.4 / 11.9        4.0 / 3.8
+  figure (seq/s; ratio to 20 seq/s)  before (e28961a)  run 1 (ced3456)  run 2 (6238aae)
+  batch 1, 1 step per call           205 (10.3x)       284 (14.2x)      318 (15.9x)
+  batch 1, 10 steps per call         153 (7.6x)        417 (20.8x)      394 (19.7x)
+  batch 32, 10 steps per call        243 (12.1x)       518 (25.9x)      348 (17.4x)
+  batch 32, 4 length groups          -                 -                601 (30.1x)
+  step_us batch 1 fwd / fwd+bwd      40.5 / 165.7      18.5 / 80.1      19.9 / 94.0
+  step_us batch 32 fwd / fwd+bwd     675 / 3532        333 / 1498       395 / 1725
+  compile_s T=20 / T=120             12.4 / 11.9       4.0 / 3.8        6.6 / 7.0
+  load average at start              0.4 (5.4 during)  3.1              3.0
 
 The gains: length buckets (batch 1), cosine addressing that divides the dot products by
 the norms instead of normalising the memory, and ``NTMCell(remat_memory=True)``, which
 recomputes the memory step in the backward pass instead of storing its [N, W]-sized
-intermediates at every step. The "before" run had a higher load (5.4 vs 3.1), so part
-of the difference is the machine's.
+intermediates at every step. The last training figure draws each batch of 32 from one of
+4 length ranges (``train.make_length_groups``, ``config.length_groups``; opt-in: each
+sequence's length is still uniform in 1-20, but a batch's lengths are alike).
 """
 
 from __future__ import annotations
