@@ -55,6 +55,7 @@ import optax
 
 from experiments.algorithmic import train
 from experiments.algorithmic.configs import copy_ntm
+from memjax.train.compile import compiler_options
 
 REFERENCE_SEQ_PER_S = 20.0  # pytorch-ntm, batch 1, copy lengths 1-20, on this machine
 
@@ -133,8 +134,9 @@ def bench_step_time(batch_size: int, length: int, repeats: int) -> None:
   inputs = jax.random.bernoulli(jax.random.key(0), 0.5, (batch_size, length, 9))
   inputs = inputs.astype(jnp.float32)
   params = jax.jit(model.init)(jax.random.key(1), inputs)["params"]
-  forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
-  grad = jax.jit(jax.grad(_loss_fn(model, length, batch_size)))
+  options = compiler_options()  # as the training step (experiments/algorithmic/train.py)
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x), compiler_options=options)
+  grad = jax.jit(jax.grad(_loss_fn(model, length, batch_size)), compiler_options=options)
   jax.block_until_ready(forward(params, inputs))
   jax.block_until_ready(grad(params, inputs))
   fwd = _best_time(lambda: forward(params, inputs), repeats)
@@ -155,7 +157,9 @@ def bench_compile(lengths: tuple[int, ...]) -> None:
   out = {}
   for length in lengths:
     inputs = jnp.zeros((1, length, 9))
-    fn = jax.jit(jax.value_and_grad(_loss_fn(model, length, 1)))
+    fn = jax.jit(
+      jax.value_and_grad(_loss_fn(model, length, 1)), compiler_options=compiler_options()
+    )
     t0 = time.perf_counter()
     lowered = fn.lower(params, inputs)
     compiled = lowered.compile()
