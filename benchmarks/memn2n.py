@@ -18,6 +18,17 @@ Measured (2 CPU cores shared with other jobs, load ~2.5-6 during the runs)::
        32         2306           7315         23798     10.3x
       256         1217           6180         28172     23.1x
     (an earlier run: 32: 2249 / 6536 / 23612, 10.5x; 256: 1301 / 7649 / 39085, 30.1x)
+    (--seconds 8, load 4.6-7.6: 32: 1681 / 7683 / 25596, 15.2x; 256: 1245 / 5878 / 30091, 24.2x)
+
+The bucketed epoch alone at batch 32 reached 45.1k ex/s in a quiet moment (load < 1), which
+would be ~20x the numpy figures above: the 30x target at batch 32 is not met. Tried and not
+kept (runs of the same epoch minutes apart, load < 2): XLA's concurrency-optimized scheduler
+off or ``xla_cpu_multi_thread_eigen`` off, 45k -> 25k ex/s (presumably the independent
+gathers / scatter-adds of the 4 tables run on both cores); each sentence embedding as one
+matmul of weighted word counts [B M, 2V] with the stacked tables (both PE variants are affine
+in k), 45k -> 11k (likely the matmul's ~V/S times more work than the gathers); gathers in
+'clip' or 'promise_in_bounds' mode, and the null row zeroed on the answer table only
+(interleaved A/B in one process, load ~7): no change beyond the noise.
 
 The epoch is jitted without XLA's YNNPACK library fusions on CPU
 (``memjax.train.compile``); an A/B of the same epoch at batch 32 in a quieter moment:
