@@ -21,24 +21,45 @@ is almost always in the last bucket, so only batch 1 gains.
 
 Measured 2026-11-24, 2-core CPU shared with other jobs, under
 ``flock /tmp/memjax_cpu.lock python benchmarks/ntm.py`` (the lock keeps out only the jobs
-that take it: run 2 had another unlocked process on one core throughout):
+that take it: runs 2 and 3 had another unlocked process on one core throughout; it
+ended before run 5, so part of run 5's gain over run 2 is the quieter machine):
 
-  figure (seq/s; ratio to 20 seq/s)  before (e28961a)  run 1 (ced3456)  run 2 (6238aae)
-  batch 1, 1 step per call           205 (10.3x)       284 (14.2x)      318 (15.9x)
-  batch 1, 10 steps per call         153 (7.6x)        417 (20.8x)      394 (19.7x)
-  batch 32, 10 steps per call        243 (12.1x)       518 (25.9x)      348 (17.4x)
-  batch 32, 4 length groups          -                 -                601 (30.1x)
-  step_us batch 1 fwd / fwd+bwd      40.5 / 165.7      18.5 / 80.1      19.9 / 94.0
-  step_us batch 32 fwd / fwd+bwd     675 / 3532        333 / 1498       395 / 1725
-  compile_s T=20 / T=120             12.4 / 11.9       4.0 / 3.8        6.6 / 7.0
-  load average at start              0.4 (5.4 during)  3.1              3.0
+  figure (seq/s; x 20 seq/s)        before e28961a  run 1 ced3456   run 2 6238aae   run 5 b393830
+  batch 1, 1 step per call          205 (10.3x)     284 (14.2x)     318 (15.9x)     405 (20.3x)
+  batch 1, 10 steps per call        153 (7.6x)      417 (20.8x)     394 (19.7x)     455 (22.8x)
+  batch 32, 10 steps per call       243 (12.1x)     518 (25.9x)     348 (17.4x)     608 (30.4x)
+  batch 32, 4 length groups         -               -               601 (30.1x)     1204 (60.2x)
+  step_us batch 1 fwd / fwd+bwd     40.5 / 165.7    18.5 / 80.1     19.9 / 94.0     18.2 / 79.4
+  step_us batch 32 fwd / fwd+bwd    675 / 3532      333 / 1498      395 / 1725      284 / 1275
+  compile_s T=20 / T=120            12.4 / 11.9     4.0 / 3.8       6.6 / 7.0       3.5 / 3.7
+  load average at start             0.4 (5.4 later) 3.1             3.0             1.9
+
+Run 3 (b393830, load average 4.6-5.7 throughout) gave 312 / 270 / 329 / 910 seq/s and
+354 / 1679 us; run 4 (b393830, the other job ending) 306 / 472 / 601 / 1197 seq/s and
+277 / 1260 us: a loaded machine moves these figures by up to 2x, so compare like with like.
+Interleaved A/B under the lock (batch 32, 10 steps per call, one bucket): YNNPACK fusions
+off 472 and 450 seq/s, XLA's defaults 374 and 378; 1 vs 4 length buckets at batch 32: 459
+/ 472 vs 481 / 489 seq/s (the ``lax.switch`` costs nothing measurable).
 
 The gains: length buckets (batch 1), cosine addressing that divides the dot products by
-the norms instead of normalising the memory, and ``NTMCell(remat_memory=True)``, which
+the norms instead of normalising the memory, ``NTMCell(remat_memory=True)``, which
 recomputes the memory step in the backward pass instead of storing its [N, W]-sized
-intermediates at every step. The last training figure draws each batch of 32 from one of
-4 length ranges (``train.make_length_groups``, ``config.length_groups``; opt-in: each
-sequence's length is still uniform in 1-20, but a batch's lengths are alike).
+intermediates at every step, and (run 5) jitting the training step with
+``memjax.train.compile.compiler_options`` (YNNPACK fusions off, ~15-25% at batch 32). The
+last training figure draws each batch of 32 from one of 4 length ranges
+(``train.make_length_groups``, ``config.length_groups``; opt-in: each sequence's length is
+still uniform in 1-20, but a batch's lengths are alike).
+
+Where the batch-32 step goes (profiled 2026-11-24): the optimised HLO of one scanned step
+has ~240 forward and ~280 backward instructions (mostly small fusions), no gathers,
+scatters, f64 or large copies (the only [T, B, N, W] traffic is the remat residual: one
+memory per step); the time is spread over these small elementwise / reduction fusions over
+[32, 128] and [32, 128, 20] arrays. The memory step (addressing, write, read) alone is ~60%
+of the cell's forward + backward (~820 of ~1300 us); content addressing is the largest part
+of the addressing in a microbenchmark of the pieces. Rewriting the batched dots of
+content / read / write as broadcast multiply-sums, the circular shift as slices of a padded
+array, sharpening as exp(g log w), or turning off XLA's intra-op threading changed nothing
+measurable (within +-10% noise).
 """
 
 from __future__ import annotations
