@@ -54,15 +54,15 @@ def make_cell(config: ml_collections.ConfigDict, output_size: int) -> NTMCell:
   """The NTM cell described by ``config.model``."""
   m = config.model
   return NTMCell(
-      output_size=output_size,
-      memory_size=m.memory_size,
-      memory_width=m.memory_width,
-      num_read_heads=m.num_read_heads,
-      num_write_heads=m.num_write_heads,
-      controller=m.controller,
-      controller_size=m.controller_size,
-      shift_range=m.shift_range,
-      clip_value=m.clip_value,
+    output_size=output_size,
+    memory_size=m.memory_size,
+    memory_width=m.memory_width,
+    num_read_heads=m.num_read_heads,
+    num_write_heads=m.num_write_heads,
+    controller=m.controller,
+    controller_size=m.controller_size,
+    shift_range=m.shift_range,
+    clip_value=m.clip_value,
   )
 
 
@@ -97,8 +97,9 @@ def bucket_lengths(total: int, num_buckets: int) -> tuple[int, ...]:
 
 
 def _truncate(batch: algorithmic.AlgorithmicBatch, length: int) -> algorithmic.AlgorithmicBatch:
-  return batch._replace(inputs=batch.inputs[:, :length], targets=batch.targets[:, :length],
-                        mask=batch.mask[:, :length])
+  return batch._replace(
+    inputs=batch.inputs[:, :length], targets=batch.targets[:, :length], mask=batch.mask[:, :length]
+  )
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -113,15 +114,19 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[Callable, Callable, in
     return train, evals, t.num_bits + 1, t.num_bits
   if t.name == "repeat_copy":
     train = lambda k, b: algorithmic.repeat_copy_task(
-        k, b, t.min_length, t.max_length, t.min_repeats, t.max_repeats, t.num_bits)
+      k, b, t.min_length, t.max_length, t.min_repeats, t.max_repeats, t.num_bits
+    )
     evals = lambda k, b, n: algorithmic.repeat_copy_task(
-        k, b, n, n, t.min_repeats, t.max_repeats, t.num_bits)
+      k, b, n, n, t.min_repeats, t.max_repeats, t.num_bits
+    )
     return train, evals, t.num_bits + 2, t.num_bits + 1
   if t.name == "associative_recall":
     train = lambda k, b: algorithmic.associative_recall_task(
-        k, b, t.min_items, t.max_items, t.item_length, t.num_bits)
+      k, b, t.min_items, t.max_items, t.item_length, t.num_bits
+    )
     evals = lambda k, b, n: algorithmic.associative_recall_task(
-        k, b, n, n, t.item_length, t.num_bits)
+      k, b, n, n, t.item_length, t.num_bits
+    )
     return train, evals, t.num_bits + 2, t.num_bits
   raise ValueError(f"config.task.name={t.name!r} is not copy, repeat_copy or associative_recall")
 
@@ -160,18 +165,23 @@ def make_length_groups(config: ml_collections.ConfigDict, num_groups: int) -> Le
     make = lambda a, b: lambda k, n: algorithmic.copy_task(k, n, a, b, t.num_bits)
   elif t.name == "repeat_copy":
     lo, hi = t.min_length, t.max_length
-    make = lambda a, b: lambda k, n: algorithmic.repeat_copy_task(
-        k, n, a, b, t.min_repeats, t.max_repeats, t.num_bits)
+    make = lambda a, b: (
+      lambda k, n: algorithmic.repeat_copy_task(
+        k, n, a, b, t.min_repeats, t.max_repeats, t.num_bits
+      )
+    )
   elif t.name == "associative_recall":
     lo, hi = t.min_items, t.max_items
-    make = lambda a, b: lambda k, n: algorithmic.associative_recall_task(
-        k, n, a, b, t.item_length, t.num_bits)
+    make = lambda a, b: (
+      lambda k, n: algorithmic.associative_recall_task(k, n, a, b, t.item_length, t.num_bits)
+    )
   else:
     raise ValueError(f"config.task.name={t.name!r} has no length groups")
   ranges = _split_range(lo, hi, num_groups)
   total = hi - lo + 1
-  return LengthGroups(tuple((b - a + 1) / total for a, b in ranges),
-                      tuple(make(a, b) for a, b in ranges))
+  return LengthGroups(
+    tuple((b - a + 1) / total for a, b in ranges), tuple(make(a, b) for a, b in ranges)
+  )
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -219,12 +229,14 @@ def init_train_state(config, model, optimizer, input_size: int) -> TrainState:
   init_key, data_key = jax.random.split(jax.random.key(config.seed))
   dummy = jnp.zeros((1, 3, input_size), jnp.float32)
   params = model.init(init_key, dummy)["params"]
-  return TrainState(params, optimizer.init(params), jax.random.key_data(data_key),
-                    jnp.zeros((), jnp.int32))
+  return TrainState(
+    params, optimizer.init(params), jax.random.key_data(data_key), jnp.zeros((), jnp.int32)
+  )
 
 
-def make_train_steps(model, optimizer, train_batch, batch_size: int, steps_per_call: int,
-                     num_buckets: int = 1):
+def make_train_steps(
+  model, optimizer, train_batch, batch_size: int, steps_per_call: int, num_buckets: int = 1
+):
   """A jitted function running ``steps_per_call`` optimiser steps in a ``lax.scan``.
 
   Each step draws a batch padded to the task's longest sequence ``T``. With
@@ -352,8 +364,7 @@ def _save_curve_plot(path: str, curve: list[list[float]], title: str) -> None:
   plt.close(fig)
 
 
-def save_trace_plot(path: str, batch_inputs, targets, trace: dict, title: str,
-                    mask=None) -> None:
+def save_trace_plot(path: str, batch_inputs, targets, trace: dict, title: str, mask=None) -> None:
   """Inputs, targets, outputs and the read/write weightings over time (paper Fig. 6).
 
   ``mask [T]`` (optional) blanks the outputs of unscored steps, as the paper's figures.
@@ -367,11 +378,16 @@ def save_trace_plot(path: str, batch_inputs, targets, trace: dict, title: str,
   read_w = np.asarray(trace["read_weights"][:, 0])
   used = np.nonzero((write_w.max(0) > 0.01) | (read_w.max(0) > 0.01))[0]
   lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, write_w.shape[1])
-  panels = [("inputs", np.asarray(batch_inputs)), ("targets", np.asarray(targets)),
-            ("outputs", np.asarray(trace["outputs"]) * (
-                1.0 if mask is None else np.asarray(mask)[:, None])),
-            (f"write weightings (slots {lo}-{hi - 1})", write_w[:, lo:hi]),
-            (f"read weightings (slots {lo}-{hi - 1})", read_w[:, lo:hi])]
+  panels = [
+    ("inputs", np.asarray(batch_inputs)),
+    ("targets", np.asarray(targets)),
+    (
+      "outputs",
+      np.asarray(trace["outputs"]) * (1.0 if mask is None else np.asarray(mask)[:, None]),
+    ),
+    (f"write weightings (slots {lo}-{hi - 1})", write_w[:, lo:hi]),
+    (f"read weightings (slots {lo}-{hi - 1})", read_w[:, lo:hi]),
+  ]
   fig, axes = plt.subplots(len(panels), 1, figsize=(7, 9))
   for ax, (name, arr) in zip(axes, panels, strict=True):
     ax.imshow(arr.T, aspect="auto", cmap="gray_r", interpolation="nearest")
@@ -403,17 +419,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   optimizer = make_optimizer(config)
   steps_per_call = config.steps_per_call
   if config.log_every % steps_per_call or config.checkpoint_every % steps_per_call:
-    raise ValueError("config.log_every and config.checkpoint_every must be multiples of "
-                     f"config.steps_per_call={steps_per_call}")
+    raise ValueError(
+      "config.log_every and config.checkpoint_every must be multiples of "
+      f"config.steps_per_call={steps_per_call}"
+    )
   state = init_train_state(config, model, optimizer, input_size)
   batches = train_batch
   if config.length_groups:
     batches = make_length_groups(config, config.length_groups)
-  train_steps = make_train_steps(model, optimizer, batches, config.batch_size,
-                                 steps_per_call, config.length_buckets)
+  train_steps = make_train_steps(
+    model, optimizer, batches, config.batch_size, steps_per_call, config.length_buckets
+  )
   evaluate = make_evaluate(model, eval_batch, config.eval_batch_size, config.seed + 1)
   eval_train = make_evaluate(
-      model, lambda k, b, _: train_batch(k, b), config.eval_batch_size, config.seed + 1)
+    model, lambda k, b, _: train_batch(k, b), config.eval_batch_size, config.seed + 1
+  )
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
   curve: list[list[float]] = []  # [sequences seen, train bits, train bit errors]
@@ -427,14 +447,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     converged_at, prior_wall = meta.get("converged_at"), meta.get("wall_time_s", 0.0)
 
   def save():
-    ckpt.save(int(state.step), state, {
-        "curve": curve, "eval_curve": eval_curve, "converged_at": converged_at,
-        "wall_time_s": prior_wall + time.time() - start})
+    ckpt.save(
+      int(state.step),
+      state,
+      {
+        "curve": curve,
+        "eval_curve": eval_curve,
+        "converged_at": converged_at,
+        "wall_time_s": prior_wall + time.time() - start,
+      },
+    )
 
   step = int(state.step)
   window: list[dict[str, np.ndarray]] = []
-  with tqdm.tqdm(total=config.num_steps, initial=step, desc=config.name,
-                 disable=not config.progress_bar, mininterval=2.0) as bar:
+  with tqdm.tqdm(
+    total=config.num_steps,
+    initial=step,
+    desc=config.name,
+    disable=not config.progress_bar,
+    mininterval=2.0,
+  ) as bar:
     while step < config.num_steps and not (config.stop_when_converged and converged_at):
       state, metrics = train_steps(state)
       step += steps_per_call
@@ -450,8 +482,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eval_curve.append([seen, float(held_out["bits"]), float(held_out["bit_errors"])])
         if converged_at is None and held_out["bit_errors"] < config.converged_bit_errors:
           converged_at = seen
-        bar.set_postfix(bits=f"{bits:.3f}", err=f"{errors:.3f}",
-                        eval_err=f"{float(held_out['bit_errors']):.3f}")
+        bar.set_postfix(
+          bits=f"{bits:.3f}", err=f"{errors:.3f}", eval_err=f"{float(held_out['bit_errors']):.3f}"
+        )
       if step % config.checkpoint_every == 0:
         save()
   if step % config.checkpoint_every:
@@ -463,28 +496,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   for n in config.eval_lengths:
     lengths[str(n)] = {k: float(v) for k, v in jax.device_get(evaluate(state.params, n)).items()}
   metrics = {
-      "steps": step,
-      "sequences_seen": step * config.batch_size,
-      "final_bits_per_sequence": float(final["bits"]),
-      "final_bit_errors_per_sequence": float(final["bit_errors"]),
-      "converged_bit_errors_threshold": config.converged_bit_errors,
-      "sequences_to_converge": converged_at,
-      "length_generalisation": lengths,
-      "curve": curve,
-      "eval_curve": eval_curve,
-      "paper": config.paper_note,
+    "steps": step,
+    "sequences_seen": step * config.batch_size,
+    "final_bits_per_sequence": float(final["bits"]),
+    "final_bit_errors_per_sequence": float(final["bit_errors"]),
+    "converged_bit_errors_threshold": config.converged_bit_errors,
+    "sequences_to_converge": converged_at,
+    "length_generalisation": lengths,
+    "curve": curve,
+    "eval_curve": eval_curve,
+    "paper": config.paper_note,
   }
   if curve:
-    _save_curve_plot(os.path.join(workdir, "learning_curve.png"), eval_curve or curve,
-                     f"{config.name}: held-out cost vs sequences seen")
+    _save_curve_plot(
+      os.path.join(workdir, "learning_curve.png"),
+      eval_curve or curve,
+      f"{config.name}: held-out cost vs sequences seen",
+    )
   if config.model.name == "ntm" and config.plots:
     cell = make_cell(config, output_size)
     for n in config.plot_lengths:
       batch = eval_batch(jax.random.key(config.seed + 2), 1, n)
       trace = trace_ntm(cell, state.params, batch.inputs[0])
-      save_trace_plot(os.path.join(workdir, f"weightings_len{n}.png"), batch.inputs[0],
-                      batch.targets[0], trace, f"{config.name}: length {n}",
-                      batch.mask[0])
+      save_trace_plot(
+        os.path.join(workdir, f"weightings_len{n}.png"),
+        batch.inputs[0],
+        batch.targets[0],
+        trace,
+        f"{config.name}: length {n}",
+        batch.mask[0],
+      )
   wall = prior_wall + time.time() - start
   write_results(workdir, metrics, config, wall)
   return metrics

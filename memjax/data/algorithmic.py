@@ -75,15 +75,15 @@ def _copy_example(key, min_length, max_length, num_bits, total):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("batch_size", "min_length", "max_length", "num_bits", "pad_to")
+  jax.jit, static_argnames=("batch_size", "min_length", "max_length", "num_bits", "pad_to")
 )
 def copy_task(
-    key: jax.Array,
-    batch_size: int,
-    min_length: int = 1,
-    max_length: int = 20,
-    num_bits: int = 8,
-    pad_to: int | None = None,
+  key: jax.Array,
+  batch_size: int,
+  min_length: int = 1,
+  max_length: int = 20,
+  num_bits: int = 8,
+  pad_to: int | None = None,
 ) -> AlgorithmicBatch:
   """A batch of the copy task: random bit vectors, a delimiter, then recall them.
 
@@ -145,19 +145,26 @@ def _repeat_copy_example(key, min_length, max_length, min_repeats, max_repeats, 
 
 
 @functools.partial(
-    jax.jit,
-    static_argnames=("batch_size", "min_length", "max_length", "min_repeats", "max_repeats",
-                     "num_bits", "pad_to"),
+  jax.jit,
+  static_argnames=(
+    "batch_size",
+    "min_length",
+    "max_length",
+    "min_repeats",
+    "max_repeats",
+    "num_bits",
+    "pad_to",
+  ),
 )
 def repeat_copy_task(
-    key: jax.Array,
-    batch_size: int,
-    min_length: int = 1,
-    max_length: int = 10,
-    min_repeats: int = 1,
-    max_repeats: int = 10,
-    num_bits: int = 8,
-    pad_to: int | None = None,
+  key: jax.Array,
+  batch_size: int,
+  min_length: int = 1,
+  max_length: int = 10,
+  min_repeats: int = 1,
+  max_repeats: int = 10,
+  num_bits: int = 8,
+  pad_to: int | None = None,
 ) -> AlgorithmicBatch:
   """A batch of the repeat-copy task: copy the sequence R times, then emit an end marker.
 
@@ -182,8 +189,9 @@ def repeat_copy_task(
   _check_range("min_repeats", min_repeats, "max_repeats", max_repeats)
   total = _static_length("pad_to", pad_to, repeat_copy_sequence_length(max_length, max_repeats))
   keys = jax.random.split(key, batch_size)
-  fn = lambda k: _repeat_copy_example(k, min_length, max_length, min_repeats, max_repeats,
-                                      num_bits, total)
+  fn = lambda k: _repeat_copy_example(
+    k, min_length, max_length, min_repeats, max_repeats, num_bits, total
+  )
   return AlgorithmicBatch(*jax.vmap(fn)(keys))
 
 
@@ -203,13 +211,14 @@ def _recall_example(key, min_items, max_items, item_length, num_bits, total):
   in_items = block < n
   item_delim = in_items & (offset == 0)
   item_bits = (in_items & (offset > 0))[:, None] * items[
-      jnp.clip(block, 0, max_items - 1), jnp.clip(offset - 1, 0, item_length - 1)]
+    jnp.clip(block, 0, max_items - 1), jnp.clip(offset - 1, 0, item_length - 1)
+  ]
   q0 = n * (item_length + 1)
   query_delim = (t == q0) | (t == q0 + item_length + 1)
   in_query = (t > q0) & (t <= q0 + item_length)
   query_bits = in_query[:, None] * items[query, jnp.clip(t - q0 - 1, 0, item_length - 1)]
   inputs = jnp.concatenate(
-      [item_bits + query_bits, item_delim[:, None], query_delim[:, None]], axis=-1
+    [item_bits + query_bits, item_delim[:, None], query_delim[:, None]], axis=-1
   ).astype(jnp.float32)
   a0 = q0 + item_length + 2
   answering = (t >= a0) & (t < a0 + item_length)
@@ -218,17 +227,17 @@ def _recall_example(key, min_items, max_items, item_length, num_bits, total):
 
 
 @functools.partial(
-    jax.jit,
-    static_argnames=("batch_size", "min_items", "max_items", "item_length", "num_bits", "pad_to"),
+  jax.jit,
+  static_argnames=("batch_size", "min_items", "max_items", "item_length", "num_bits", "pad_to"),
 )
 def associative_recall_task(
-    key: jax.Array,
-    batch_size: int,
-    min_items: int = 2,
-    max_items: int = 6,
-    item_length: int = 3,
-    num_bits: int = 6,
-    pad_to: int | None = None,
+  key: jax.Array,
+  batch_size: int,
+  min_items: int = 2,
+  max_items: int = 6,
+  item_length: int = 3,
+  num_bits: int = 6,
+  pad_to: int | None = None,
 ) -> AlgorithmicBatch:
   """A batch of associative recall: given a query item, output the item that followed it.
 
@@ -250,18 +259,19 @@ def associative_recall_task(
   _check_positive("item_length", item_length)
   _check_range("min_items", min_items, "max_items", max_items, minimum=2)
   total = _static_length(
-      "pad_to", pad_to, associative_recall_sequence_length(max_items, item_length))
+    "pad_to", pad_to, associative_recall_sequence_length(max_items, item_length)
+  )
   keys = jax.random.split(key, batch_size)
   fn = lambda k: _recall_example(k, min_items, max_items, item_length, num_bits, total)
   return AlgorithmicBatch(*jax.vmap(fn)(keys))
 
 
 __all__ = [
-    "AlgorithmicBatch",
-    "copy_task",
-    "copy_sequence_length",
-    "repeat_copy_task",
-    "repeat_copy_sequence_length",
-    "associative_recall_task",
-    "associative_recall_sequence_length",
+  "AlgorithmicBatch",
+  "copy_task",
+  "copy_sequence_length",
+  "repeat_copy_task",
+  "repeat_copy_sequence_length",
+  "associative_recall_task",
+  "associative_recall_sequence_length",
 ]

@@ -72,13 +72,13 @@ def _check_size(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def init_state(
-    memory_size: int,
-    memory_width: int,
-    num_read_heads: int = 1,
-    num_write_heads: int = 1,
-    controller_size: int | None = None,
-    memory_init: float = 1e-6,
-    dtype: Any = jnp.float32,
+  memory_size: int,
+  memory_width: int,
+  num_read_heads: int = 1,
+  num_write_heads: int = 1,
+  controller_size: int | None = None,
+  memory_init: float = 1e-6,
+  dtype: Any = jnp.float32,
 ) -> NTMState:
   """The initial NTM state: constant memory, heads on slot 0, zero reads.
 
@@ -113,11 +113,11 @@ def init_state(
   if controller_size is not None:
     controller = (jnp.zeros((controller_size,), dtype), jnp.zeros((controller_size,), dtype))
   return NTMState(
-      memory=jnp.full((memory_size, memory_width), memory_init, dtype),
-      read_weights=jnp.tile(focus, (num_read_heads, 1)),
-      write_weights=jnp.tile(focus, (num_write_heads, 1)),
-      reads=jnp.zeros((num_read_heads, memory_width), dtype),
-      controller=controller,
+    memory=jnp.full((memory_size, memory_width), memory_init, dtype),
+    read_weights=jnp.tile(focus, (num_read_heads, 1)),
+    write_weights=jnp.tile(focus, (num_write_heads, 1)),
+    reads=jnp.zeros((num_read_heads, memory_width), dtype),
+    controller=controller,
   )
 
 
@@ -162,8 +162,8 @@ def write(memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Arra
     _checks.check_last_dim(name, arr, size, f"memory {memory.shape}")
   if not weights.shape[0] == erase.shape[0] == add.shape[0]:
     raise ValueError(
-        f"weights {weights.shape}, erase {erase.shape} and add {add.shape} must have the "
-        "same number of write heads"
+      f"weights {weights.shape}, erase {erase.shape} and add {add.shape} must have the "
+      "same number of write heads"
     )
   # A loop over the (few, static) heads: cheaper to differentiate than jnp.prod.
   keep = jnp.ones_like(memory)
@@ -186,7 +186,7 @@ def head_param_size(memory_width: int, shift_range: int = 1, write: bool = False
 
 
 def head_params(
-    raw: jax.Array, memory_width: int, shift_range: int = 1, write: bool = False
+  raw: jax.Array, memory_width: int, shift_range: int = 1, write: bool = False
 ) -> HeadParams:
   """Maps raw controller outputs to constrained head parameters.
 
@@ -205,8 +205,12 @@ def head_params(
   _checks.check_floating("raw", raw)
   _checks.check_min_rank("raw", raw, 1, "[..., P]")
   p = head_param_size(memory_width, shift_range, write)
-  _checks.check_last_dim("raw", raw, p, f"head_param_size(memory_width={memory_width}, "
-                         f"shift_range={shift_range}, write={write})")
+  _checks.check_last_dim(
+    "raw",
+    raw,
+    p,
+    f"head_param_size(memory_width={memory_width}, shift_range={shift_range}, write={write})",
+  )
   w, s = memory_width, 2 * shift_range + 1
   key, beta, gate = raw[..., :w], raw[..., w], raw[..., w + 1]
   shift = raw[..., w + 2 : w + 2 + s]
@@ -216,13 +220,13 @@ def head_params(
     erase = jax.nn.sigmoid(raw[..., w + 3 + s : 2 * w + 3 + s])
     add = jnp.tanh(raw[..., 2 * w + 3 + s :])
   return HeadParams(
-      key=key,
-      beta=jax.nn.softplus(beta),
-      gate=jax.nn.sigmoid(gate),
-      shift=jax.nn.softmax(shift, axis=-1),
-      gamma=1 + jax.nn.softplus(gamma),
-      erase=erase,
-      add=add,
+    key=key,
+    beta=jax.nn.softplus(beta),
+    gate=jax.nn.sigmoid(gate),
+    shift=jax.nn.softmax(shift, axis=-1),
+    gamma=1 + jax.nn.softplus(gamma),
+    erase=erase,
+    add=add,
   )
 
 
@@ -249,23 +253,31 @@ def step(state: NTMState, read_heads: HeadParams, write_heads: HeadParams) -> NT
     ValueError: head counts that differ from the state's, missing erase/add vectors.
   """
   _checks.check_rank("state.memory", state.memory, 2, "[N, W] (use jax.vmap for a batch)")
-  for name, heads, w_prev in (("read_heads", read_heads, state.read_weights),
-                              ("write_heads", write_heads, state.write_weights)):
+  for name, heads, w_prev in (
+    ("read_heads", read_heads, state.read_weights),
+    ("write_heads", write_heads, state.write_weights),
+  ):
     if heads.key.shape[:-1] != w_prev.shape[:-1]:
       raise ValueError(
-          f"{name}.key has shape {heads.key.shape}; the state has {w_prev.shape[0]} such "
-          f"heads (weightings {w_prev.shape})"
+        f"{name}.key has shape {heads.key.shape}; the state has {w_prev.shape[0]} such "
+        f"heads (weightings {w_prev.shape})"
       )
   if write_heads.erase is None or write_heads.add is None:
     raise ValueError("write_heads must have erase and add vectors (head_params(write=True))")
   dtype = state.memory.dtype
   write_w = _address(state.memory, write_heads, state.write_weights).astype(dtype)
-  memory = write(state.memory, write_w, write_heads.erase.astype(dtype),
-                 write_heads.add.astype(dtype))
+  memory = write(
+    state.memory, write_w, write_heads.erase.astype(dtype), write_heads.add.astype(dtype)
+  )
   read_w = _address(memory, read_heads, state.read_weights).astype(dtype)
   reads = read(memory, read_w)
-  return NTMState(memory=memory, read_weights=read_w, write_weights=write_w, reads=reads,
-                  controller=state.controller)
+  return NTMState(
+    memory=memory,
+    read_weights=read_w,
+    write_weights=write_w,
+    reads=reads,
+    controller=state.controller,
+  )
 
 
 def _vmap_batch(fn, num_batch_dims: int):
@@ -329,14 +341,20 @@ class NTMCell(nn.RNNCellBase):
   def _check_attributes(self) -> None:
     if self.controller not in _CONTROLLERS:
       raise ValueError(f"controller={self.controller!r} must be one of {_CONTROLLERS}")
-    for name in ("output_size", "memory_size", "memory_width", "num_read_heads",
-                 "num_write_heads", "controller_size"):
+    for name in (
+      "output_size",
+      "memory_size",
+      "memory_width",
+      "num_read_heads",
+      "num_write_heads",
+      "controller_size",
+    ):
       _check_size(name, getattr(self, name))
     _check_size("shift_range", self.shift_range, 0)
     if 2 * self.shift_range + 1 > self.memory_size:
       raise ValueError(
-          f"shift_range={self.shift_range} needs 2 * shift_range + 1 <= memory_size="
-          f"{self.memory_size}"
+        f"shift_range={self.shift_range} needs 2 * shift_range + 1 <= memory_size="
+        f"{self.memory_size}"
       )
 
   @nn.compact
@@ -361,14 +379,17 @@ class NTMCell(nn.RNNCellBase):
     self._check_carry(carry, batch)
     r, wh, width, k = self.num_read_heads, self.num_write_heads, self.memory_width, self.shift_range
     clip = lambda a: jnp.clip(a, -self.clip_value, self.clip_value)
-    dense = lambda size, name: nn.Dense(size, name=name, dtype=self.dtype,
-                                        param_dtype=self.param_dtype)
+    dense = lambda size, name: nn.Dense(
+      size, name=name, dtype=self.dtype, param_dtype=self.param_dtype
+    )
 
-    inputs = jnp.concatenate([x.astype(self.dtype), carry.reads.reshape(batch + (r * width,))],
-                             axis=-1)
+    inputs = jnp.concatenate(
+      [x.astype(self.dtype), carry.reads.reshape(batch + (r * width,))], axis=-1
+    )
     if self.controller == "lstm":
-      lstm = nn.OptimizedLSTMCell(self.controller_size, name="controller", dtype=self.dtype,
-                         param_dtype=self.param_dtype)
+      lstm = nn.OptimizedLSTMCell(
+        self.controller_size, name="controller", dtype=self.dtype, param_dtype=self.param_dtype
+      )
       controller_state, h = lstm(carry.controller, inputs)
     else:
       controller_state, h = (), jnp.tanh(dense(self.controller_size, "controller")(inputs))
@@ -391,25 +412,26 @@ class NTMCell(nn.RNNCellBase):
 
   def _check_carry(self, carry: NTMState, batch: tuple[int, ...]) -> None:
     expect = {
-        "memory": (self.memory_size, self.memory_width),
-        "read_weights": (self.num_read_heads, self.memory_size),
-        "write_weights": (self.num_write_heads, self.memory_size),
-        "reads": (self.num_read_heads, self.memory_width),
+      "memory": (self.memory_size, self.memory_width),
+      "read_weights": (self.num_read_heads, self.memory_size),
+      "write_weights": (self.num_write_heads, self.memory_size),
+      "reads": (self.num_read_heads, self.memory_width),
     }
     for name, shape in expect.items():
       got = getattr(carry, name).shape
       if got != batch + shape:
         raise ValueError(
-            f"carry.{name} has shape {got}, expected {batch + shape} (batch axes {batch} from "
-            "x, then the memory axes); build the carry with initialize_carry(rng, x.shape)"
+          f"carry.{name} has shape {got}, expected {batch + shape} (batch axes {batch} from "
+          "x, then the memory axes); build the carry with initialize_carry(rng, x.shape)"
         )
     n_ctrl = 2 if self.controller == "lstm" else 0
     if len(carry.controller) != n_ctrl or any(
-        c.shape != batch + (self.controller_size,) for c in carry.controller):
+      c.shape != batch + (self.controller_size,) for c in carry.controller
+    ):
       raise ValueError(
-          f"carry.controller must be {n_ctrl} arrays of shape {batch + (self.controller_size,)}"
-          f" for controller={self.controller!r}, got "
-          f"{[c.shape for c in carry.controller]}"
+        f"carry.controller must be {n_ctrl} arrays of shape {batch + (self.controller_size,)}"
+        f" for controller={self.controller!r}, got "
+        f"{[c.shape for c in carry.controller]}"
       )
 
   @nn.nowrap
@@ -426,9 +448,13 @@ class NTMCell(nn.RNNCellBase):
     del rng
     self._check_attributes()
     state = init_state(
-        self.memory_size, self.memory_width, self.num_read_heads, self.num_write_heads,
-        self.controller_size if self.controller == "lstm" else None, self.memory_init,
-        self.dtype,
+      self.memory_size,
+      self.memory_width,
+      self.num_read_heads,
+      self.num_write_heads,
+      self.controller_size if self.controller == "lstm" else None,
+      self.memory_init,
+      self.dtype,
     )
     batch = tuple(input_shape[:-1])
     return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, batch + a.shape), state)
@@ -439,13 +465,13 @@ class NTMCell(nn.RNNCellBase):
 
 
 __all__ = [
-    "NTMState",
-    "HeadParams",
-    "init_state",
-    "read",
-    "write",
-    "head_param_size",
-    "head_params",
-    "step",
-    "NTMCell",
+  "NTMState",
+  "HeadParams",
+  "init_state",
+  "read",
+  "write",
+  "head_param_size",
+  "head_params",
+  "step",
+  "NTMCell",
 ]

@@ -39,8 +39,7 @@ def _check_param(name: str, p: jax.Array, batch: tuple[int, ...]) -> None:
   shape = jnp.shape(p)
   if shape != batch and shape != batch + (1,):
     raise ValueError(
-        f"{name} must have shape {batch} (one value per weighting) or {batch + (1,)}, "
-        f"got {shape}"
+      f"{name} must have shape {batch} (one value per weighting) or {batch + (1,)}, got {shape}"
     )
 
 
@@ -49,7 +48,7 @@ def _as_column(p: jax.Array, batch: tuple[int, ...]) -> jax.Array:
 
 
 def content_weights(
-    memory: jax.Array, key: jax.Array, beta: jax.Array, eps: float = _EPS
+  memory: jax.Array, key: jax.Array, beta: jax.Array, eps: float = _EPS
 ) -> jax.Array:
   """Content addressing ``w_c(i) = softmax_i(beta * cos(key, memory[i]))``.
 
@@ -94,9 +93,7 @@ def interpolate(w_content: jax.Array, w_prev: jax.Array, gate: jax.Array) -> jax
   _check_weights("w_content", w_content)
   _check_weights("w_prev", w_prev)
   if w_content.shape != w_prev.shape:
-    raise ValueError(
-        f"w_prev has shape {w_prev.shape} but w_content has shape {w_content.shape}"
-    )
+    raise ValueError(f"w_prev has shape {w_prev.shape} but w_content has shape {w_content.shape}")
   batch = w_content.shape[:-1]
   _check_param("gate", gate, batch)
   g = _as_column(gate, batch)
@@ -123,8 +120,8 @@ def circular_shift(w: jax.Array, shift: jax.Array) -> jax.Array:
   n, s = w.shape[-1], shift.shape[-1]
   if s % 2 != 1 or s > n:
     raise ValueError(
-        f"shift must have an odd size S = 2k + 1 <= N = {n} along its last axis, got shape "
-        f"{shift.shape}"
+      f"shift must have an odd size S = 2k + 1 <= N = {n} along its last axis, got shape "
+      f"{shift.shape}"
     )
   if shift.shape[:-1] != w.shape[:-1]:
     raise ValueError(f"shift has shape {shift.shape} but w has leading axes {w.shape[:-1]}")
@@ -156,14 +153,14 @@ def sharpen(w: jax.Array, gamma: jax.Array, eps: float = _EPS) -> jax.Array:
 
 
 def address(
-    memory: jax.Array,
-    key: jax.Array,
-    beta: jax.Array,
-    gate: jax.Array,
-    shift: jax.Array,
-    gamma: jax.Array,
-    w_prev: jax.Array,
-    eps: float = _EPS,
+  memory: jax.Array,
+  key: jax.Array,
+  beta: jax.Array,
+  gate: jax.Array,
+  shift: jax.Array,
+  gamma: jax.Array,
+  w_prev: jax.Array,
+  eps: float = _EPS,
 ) -> jax.Array:
   """The full NTM addressing: content, interpolation, circular shift, sharpening.
 

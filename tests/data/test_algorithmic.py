@@ -77,16 +77,14 @@ def test_associative_recall_format():
 
 
 @pytest.mark.parametrize(
-    "call, name",
-    [
-        (lambda: algorithmic.copy_task(jax.random.key(0), 2, 5, 3), "min_length"),
-        (lambda: algorithmic.copy_task(jax.random.key(0), 0), "batch_size"),
-        (lambda: algorithmic.copy_task(jax.random.key(0), 2, 1, 5, pad_to=4), "pad_to"),
-        (lambda: algorithmic.repeat_copy_task(jax.random.key(0), 2, min_repeats=0),
-         "min_repeats"),
-        (lambda: algorithmic.associative_recall_task(jax.random.key(0), 2, min_items=1),
-         "min_items"),
-    ],
+  "call, name",
+  [
+    (lambda: algorithmic.copy_task(jax.random.key(0), 2, 5, 3), "min_length"),
+    (lambda: algorithmic.copy_task(jax.random.key(0), 0), "batch_size"),
+    (lambda: algorithmic.copy_task(jax.random.key(0), 2, 1, 5, pad_to=4), "pad_to"),
+    (lambda: algorithmic.repeat_copy_task(jax.random.key(0), 2, min_repeats=0), "min_repeats"),
+    (lambda: algorithmic.associative_recall_task(jax.random.key(0), 2, min_items=1), "min_items"),
+  ],
 )
 def test_bad_arguments_name_the_argument(call, name):
   with pytest.raises(ValueError, match=rf"\b{name}\b"):

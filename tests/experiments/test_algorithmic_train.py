@@ -97,8 +97,9 @@ def test_smoke_run_and_resume_after_kill_matches_uninterrupted_run(tmp_path, mon
   assert resumed["steps"] == straight["steps"] == 4
   np.testing.assert_allclose(resumed["curve"], straight["curve"], rtol=1e-5)
   np.testing.assert_allclose(resumed["eval_curve"], straight["eval_curve"], rtol=1e-5)
-  np.testing.assert_allclose(resumed["final_bits_per_sequence"],
-                             straight["final_bits_per_sequence"], rtol=1e-5)
+  np.testing.assert_allclose(
+    resumed["final_bits_per_sequence"], straight["final_bits_per_sequence"], rtol=1e-5
+  )
   _check_smoke_run(tmp_path / "killed", resumed)
 
 

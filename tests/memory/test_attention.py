@@ -96,8 +96,9 @@ def test_batch_shapes_via_vmap(batch):
   rng = np.random.default_rng(1)
   keys = jnp.asarray(rng.normal(size=batch + (k,)), jnp.float32)
   values = jnp.asarray(rng.normal(size=batch + (v,)), jnp.float32)
-  state = jax.tree.map(lambda a: jnp.broadcast_to(a, batch + a.shape),
-                       attention.init_state(n, k, v))
+  state = jax.tree.map(
+    lambda a: jnp.broadcast_to(a, batch + a.shape), attention.init_state(n, k, v)
+  )
   write, read = attention.write, attention.read
   for _ in batch:
     write, read = jax.vmap(write), jax.vmap(read)
@@ -117,12 +118,12 @@ def test_eval_shape_of_write_is_state():
   out = jax.eval_shape(attention.write, state, jnp.ones(3), jnp.ones(2))
   assert jax.tree.structure(out) == jax.tree.structure(state)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), state)
+    lambda a: (a.shape, a.dtype), state
+  )
   assert out.keys.dtype == jnp.bfloat16  # float32 inputs are cast to the state's dtype
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_write_read_jit_equals_eager(self):
     def run(keys, values, query):
@@ -135,8 +136,12 @@ class JitTest(parameterized.TestCase):
     values = jnp.arange(8.0).reshape(4, 2)
     out, w = self.variant(run)(keys, values, jnp.array([0.3, -0.2]))
     # 4 writes into 3 slots: slot 0 holds write 3, slots 1 and 2 writes 1 and 2.
-    ref_out, ref_w = _np_scaled_dot_read(np.asarray(keys)[[3, 1, 2]], np.asarray(values)[[3, 1, 2]],
-                                         np.ones(3, bool), np.array([0.3, -0.2]))
+    ref_out, ref_w = _np_scaled_dot_read(
+      np.asarray(keys)[[3, 1, 2]],
+      np.asarray(values)[[3, 1, 2]],
+      np.ones(3, bool),
+      np.array([0.3, -0.2]),
+    )
     np.testing.assert_allclose(out, ref_out, rtol=1e-5)
     np.testing.assert_allclose(w, ref_w, rtol=1e-5)
 
@@ -153,8 +158,9 @@ def test_grads_through_soft_read():
       state = attention.write(state, keys[i], values[i])
     return attention.read(state, query)[0]
 
-  check_grads(jax.jit(f), (keys, values, query), order=1, modes=["rev", "fwd"], atol=1e-2,
-              rtol=1e-2)
+  check_grads(
+    jax.jit(f), (keys, values, query), order=1, modes=["rev", "fwd"], atol=1e-2, rtol=1e-2
+  )
   g = jax.grad(lambda q: f(keys, values, q).sum())(query)
   assert np.all(np.isfinite(g)) and np.abs(g).sum() > 0
 
@@ -210,14 +216,14 @@ def _cell_numpy_loop(params, x, input_size, n):
 
 def test_cell_matches_numpy_loop_and_reads_before_write():
   n, input_size = 3, 2
-  cell = attention.AttentionMemoryCell(num_slots=n, key_size=4, value_size=3,
-                                       input_size=input_size)
+  cell = attention.AttentionMemoryCell(num_slots=n, key_size=4, value_size=3, input_size=input_size)
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, input_size + 3)), jnp.float32)
   rnn = nn.RNN(cell, return_carry=True)
   params = rnn.init(jax.random.key(0), x)["params"]
   carry, y = rnn.apply({"params": params}, x)
-  np.testing.assert_allclose(y, _cell_numpy_loop(params["cell"], np.asarray(x), input_size, n),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    y, _cell_numpy_loop(params["cell"], np.asarray(x), input_size, n), rtol=1e-4, atol=1e-5
+  )
   np.testing.assert_array_equal(y[:, 0], 0.0)  # read before the first write: empty memory
   np.testing.assert_array_equal(carry.position, [7, 7])
   assert bool(carry.valid.all())

@@ -16,12 +16,15 @@ from memjax.memory import attention, kv, matrix
 F = 5  # x_t has 3 features, y_t 2
 
 CELLS = {
-    "attention": lambda: attention.AttentionMemoryCell(num_slots=4, key_size=3, value_size=2,
-                                                       input_size=3),
-    "kv": lambda: kv.KVCell(num_slots=4, key_size=3, value_size=2, input_size=3, k=2,
-                            policy="lru", update_threshold=0.99),
-    "matrix": lambda: matrix.MatrixMemoryCell(num_slots=4, memory_size=3, input_size=3,
-                                              addressing="content", init_scale=0.1),
+  "attention": lambda: attention.AttentionMemoryCell(
+    num_slots=4, key_size=3, value_size=2, input_size=3
+  ),
+  "kv": lambda: kv.KVCell(
+    num_slots=4, key_size=3, value_size=2, input_size=3, k=2, policy="lru", update_threshold=0.99
+  ),
+  "matrix": lambda: matrix.MatrixMemoryCell(
+    num_slots=4, memory_size=3, input_size=3, addressing="content", init_scale=0.1
+  ),
 }
 
 
@@ -58,9 +61,12 @@ def test_rnn_return_carry_equals_step_loop(name):
   lengths = jnp.array([6, 2, 4])
   carry_l, _ = apply({"params": params}, x, seq_lengths=lengths)
   for b, n in enumerate(lengths.tolist()):
-    chex.assert_trees_all_close(jax.tree.map(lambda a, b=b: a[b], carry_l),
-                                jax.tree.map(lambda a, b=b: a[b], carries[n - 1]),
-                                rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(
+      jax.tree.map(lambda a, b=b: a[b], carry_l),
+      jax.tree.map(lambda a, b=b: a[b], carries[n - 1]),
+      rtol=1e-5,
+      atol=1e-6,
+    )
 
 
 class _Scanned(nn.Module):
@@ -68,11 +74,18 @@ class _Scanned(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    scan = nn.scan(type(self.make_cell()), variable_broadcast="params",
-                   split_rngs={"params": False}, in_axes=1, out_axes=1)
+    scan = nn.scan(
+      type(self.make_cell()),
+      variable_broadcast="params",
+      split_rngs={"params": False},
+      in_axes=1,
+      out_axes=1,
+    )
     cell = self.make_cell()
-    scanned = scan(**{f: getattr(cell, f) for f in cell.__dataclass_fields__
-                      if f not in ("parent", "name")}, name="cell")
+    scanned = scan(
+      **{f: getattr(cell, f) for f in cell.__dataclass_fields__ if f not in ("parent", "name")},
+      name="cell",
+    )
     carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
     return scanned(carry, x)
 
@@ -106,8 +119,9 @@ def test_nnx_bridge_equals_linen(name):
 def test_no_retrace_across_steps(name):
   cell = CELLS[name]()
   x = _inputs((2, 4, F), seed=3)
-  params = cell.init(jax.random.key(0), cell.initialize_carry(jax.random.key(0), x[:, 0].shape),
-                     x[:, 0])
+  params = cell.init(
+    jax.random.key(0), cell.initialize_carry(jax.random.key(0), x[:, 0].shape), x[:, 0]
+  )
 
   @jax.jit
   @chex.assert_max_traces(n=1)
@@ -172,10 +186,12 @@ def test_kv_cell_rejects_k_above_capacity_and_unknown_policy():
     nn.RNN(kv.KVCell(num_slots=4, key_size=3, value_size=2, k=5)).init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="policy='lfu'"):
     nn.RNN(kv.KVCell(num_slots=4, key_size=3, value_size=2, policy="lfu")).init(
-        jax.random.key(0), x)
+      jax.random.key(0), x
+    )
   with pytest.raises(ValueError, match="addressing='soft'"):
     nn.RNN(matrix.MatrixMemoryCell(num_slots=4, memory_size=3, addressing="soft")).init(
-        jax.random.key(0), x)
+      jax.random.key(0), x
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))

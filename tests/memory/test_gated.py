@@ -60,7 +60,8 @@ def test_known_answer_gate_half_at_zero_weights():
   cell = gated.GatedMemoryCell(num_slots=2, project_query=False)
   x = jnp.array([[1.0, 0.0], [0.0, 1.0], [math.sqrt(2) * math.log(3.0), 0.0], [0.0, 0.0]])
   carry, y = nn.RNN(cell, return_carry=True).apply(
-      {"params": {"cell": _zero_gate_params(h)["params"]}}, x)
+    {"params": {"cell": _zero_gate_params(h)["params"]}}, x
+  )
   # g = sigmoid(0) = 1/2 everywhere.
   # t0: empty memory -> read 0 -> c = 0.
   # t1: one slot [1, 0] -> read [1, 0] -> c = [0.5, 0].
@@ -79,7 +80,8 @@ def test_known_answer_gate_half_at_zero_weights():
 def test_fuse_and_pure_ops_known_answer():
   np.testing.assert_allclose(gated.fuse(jnp.array([2.0]), jnp.array([4.0]), jnp.array(0.5)), [3.0])
   np.testing.assert_allclose(
-      gated.fuse(jnp.array([2.0, 2.0]), jnp.array([4.0, 4.0]), jnp.array([1.0, 0.0])), [4.0, 2.0])
+    gated.fuse(jnp.array([2.0, 2.0]), jnp.array([4.0, 4.0]), jnp.array([1.0, 0.0])), [4.0, 2.0]
+  )
   state = gated.init_state(2, 2)
   np.testing.assert_array_equal(gated.filled(state), [False, False])
   out, w = gated.read(state, jnp.array([1.0, 0.0]))
@@ -131,8 +133,7 @@ def test_layer_equals_rnn_of_cell_and_returns_carry():
   layer = gated.GatedMemoryLayer(num_slots=3)
   params = layer.init(jax.random.key(0), x)
   carry, y = layer.apply(params, x, return_carry=True)
-  want = nn.RNN(gated.GatedMemoryCell(num_slots=3)).apply(
-      {"params": params["params"]["rnn"]}, x)
+  want = nn.RNN(gated.GatedMemoryCell(num_slots=3)).apply({"params": params["params"]["rnn"]}, x)
   np.testing.assert_allclose(y, want, rtol=1e-6)
   assert carry.slots.shape == (2, 3, 4) and y.shape == x.shape
   np.testing.assert_array_equal(carry.count, [6, 6])
@@ -177,7 +178,6 @@ def test_eval_shape_of_write_and_step_is_state():
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_steps_jit_equals_eager(self):
     def run(hs, gate):

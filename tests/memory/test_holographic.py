@@ -62,8 +62,9 @@ def test_matches_numpy_loop():
     f = lambda x: jnp.asarray(x, jnp.float32)
     state = holographic.write(state, f(k), f(v), f(w))
     np.testing.assert_allclose(state.trace, trace, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(holographic.read(state, f(q)), _np_corr(trace, q), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+      holographic.read(state, f(q)), _np_corr(trace, q), rtol=1e-4, atol=1e-4
+    )
   assert int(state.count) == steps
 
 
@@ -114,11 +115,11 @@ def test_eval_shape_of_write_is_state():
     out = jax.eval_shape(holographic.write, state, jnp.ones(16), jnp.ones(16))
     assert jax.tree.structure(out) == jax.tree.structure(state)
     assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-        lambda a: (a.shape, a.dtype), state)
+      lambda a: (a.shape, a.dtype), state
+    )
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_write_read_jit_equals_eager(self):
     def run(keys, values, query):

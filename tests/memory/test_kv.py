@@ -30,9 +30,9 @@ class _NumpyKV:
       if not self.valid[i]:
         return i
     order = {
-        "ring": lambda i: (self.written[i], i),
-        "lru": lambda i: (max(self.written[i], self.last_read[i]), i),
-        "least_used": lambda i: (self.hits[i], self.written[i], i),
+      "ring": lambda i: (self.written[i], i),
+      "lru": lambda i: (max(self.written[i], self.last_read[i]), i),
+      "least_used": lambda i: (self.hits[i], self.written[i], i),
     }[policy]
     return min(range(self.n), key=order)
 
@@ -183,8 +183,9 @@ def test_matches_numpy_loop(policy):
       if t % 5 == 4 and any(ref.valid):  # sometimes a near-duplicate of a stored key
         key = ref.keys[int(np.flatnonzero(ref.valid)[0])] * 1.5
       ref.write(key, value, policy, 0.97)
-      state = kv.write(state, jnp.asarray(key, jnp.float32), jnp.asarray(value, jnp.float32),
-                       policy, 0.97)
+      state = kv.write(
+        state, jnp.asarray(key, jnp.float32), jnp.asarray(value, jnp.float32), policy, 0.97
+      )
     else:
       query = rng.normal(size=ks)
       idx, scores, values = ref.read_and_touch(query, 2)
@@ -231,7 +232,7 @@ def test_batch_shapes_via_vmap(batch):
   state, r = read(write(state, keys, values), keys[..., 0, :])
   assert r.values.shape == batch + (2, 2) and r.indices.shape == batch + (2,)
   assert state.hits.shape == batch + (4,) and state.step.shape == batch
-  flat = lambda a: a.reshape((-1,) + a.shape[len(batch):])
+  flat = lambda a: a.reshape((-1,) + a.shape[len(batch) :])
   for i in range(flat(keys).shape[0]):
     s1 = kv.write_batch(kv.init_state(4, 3, 2), flat(keys)[i], flat(values)[i], policy="lru")
     s1, r1 = kv.read_and_touch(s1, flat(keys)[i, 0], 2)
@@ -241,18 +242,20 @@ def test_batch_shapes_via_vmap(batch):
 
 def test_eval_shape_of_write_is_state():
   state = kv.init_state(5, 3, 2, jnp.bfloat16)
-  for fn in (lambda s: kv.write(s, jnp.ones(3), jnp.ones(2), "least_used", 0.5),
-             lambda s: kv.write_batch(s, jnp.ones((4, 3)), jnp.ones((4, 2))),
-             lambda s: kv.read_and_touch(s, jnp.ones(3), 2)[0],
-             lambda s: kv.reset(s, jnp.ones(5, bool))):
+  for fn in (
+    lambda s: kv.write(s, jnp.ones(3), jnp.ones(2), "least_used", 0.5),
+    lambda s: kv.write_batch(s, jnp.ones((4, 3)), jnp.ones((4, 2))),
+    lambda s: kv.read_and_touch(s, jnp.ones(3), 2)[0],
+    lambda s: kv.reset(s, jnp.ones(5, bool)),
+  ):
     out = jax.eval_shape(fn, state)
     assert jax.tree.structure(out) == jax.tree.structure(state)
     assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-        lambda a: (a.shape, a.dtype), state)
+      lambda a: (a.shape, a.dtype), state
+    )
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_equals_eager(self):
     def run(keys, values, query):
@@ -327,8 +330,7 @@ def _cell_numpy_loop(params, x, input_size, n, k, policy):
 @pytest.mark.parametrize("policy", ["lru", "least_used"])
 def test_cell_matches_numpy_loop(policy):
   n, input_size, k = 3, 2, 2
-  cell = kv.KVCell(num_slots=n, key_size=4, value_size=3, input_size=input_size, k=k,
-                   policy=policy)
+  cell = kv.KVCell(num_slots=n, key_size=4, value_size=3, input_size=input_size, k=k, policy=policy)
   x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 8, input_size + 3)), jnp.float32)
   rnn = nn.RNN(cell, return_carry=True)
   params = rnn.init(jax.random.key(0), x)["params"]

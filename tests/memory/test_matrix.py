@@ -20,8 +20,7 @@ def _np_softmax(s):
 
 
 def _np_cosine(q, m, eps=1e-6):
-  return (m / (np.linalg.norm(m, axis=-1, keepdims=True) + eps)) @ (
-      q / (np.linalg.norm(q) + eps))
+  return (m / (np.linalg.norm(m, axis=-1, keepdims=True) + eps)) @ (q / (np.linalg.norm(q) + eps))
 
 
 def _known_state():
@@ -35,13 +34,16 @@ def test_known_answer_writes_and_address_reads():
   np.testing.assert_allclose(state.memory, [[1.0, 0.0], [1.5, 1.0], [0.0, 0.0]])
   assert int(state.position) == 2
   np.testing.assert_allclose(matrix.read_by_address(state, 1), [1.5, 1.0])
-  np.testing.assert_allclose(matrix.read_by_address(state, jnp.array([0, 2])),
-                             [[1.0, 0.0], [0.0, 0.0]])
-  np.testing.assert_allclose(matrix.read_by_address(state, jnp.array([0.25, 0.75, 0.0])),
-                             [1.375, 0.75])
+  np.testing.assert_allclose(
+    matrix.read_by_address(state, jnp.array([0, 2])), [[1.0, 0.0], [0.0, 0.0]]
+  )
+  np.testing.assert_allclose(
+    matrix.read_by_address(state, jnp.array([0.25, 0.75, 0.0])), [1.375, 0.75]
+  )
   one_hot = jax.nn.one_hot(1, 3)
-  np.testing.assert_allclose(matrix.read_by_address(state, one_hot),
-                             matrix.read_by_address(state, 1))
+  np.testing.assert_allclose(
+    matrix.read_by_address(state, one_hot), matrix.read_by_address(state, 1)
+  )
 
 
 def test_known_answer_content_read():
@@ -96,8 +98,9 @@ def test_batch_shapes_via_vmap(batch):
   for i in range(int(np.prod(batch, dtype=int))):
     s1 = matrix.write(matrix.init_state(4, 2), vectors.reshape(-1, 2)[i], addresses.reshape(-1)[i])
     np.testing.assert_allclose(state.memory.reshape(-1, 4, 2)[i], s1.memory)
-    np.testing.assert_allclose(out.reshape(-1, 2)[i], matrix.read_by_content(
-        s1, vectors.reshape(-1, 2)[i])[0], rtol=1e-6)
+    np.testing.assert_allclose(
+      out.reshape(-1, 2)[i], matrix.read_by_content(s1, vectors.reshape(-1, 2)[i])[0], rtol=1e-6
+    )
 
 
 def test_eval_shape_of_write_is_state():
@@ -106,11 +109,11 @@ def test_eval_shape_of_write_is_state():
     out = jax.eval_shape(matrix.write, state, jnp.ones(3), address, 0.5)
     assert jax.tree.structure(out) == jax.tree.structure(state)
     assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-        lambda a: (a.shape, a.dtype), state)
+      lambda a: (a.shape, a.dtype), state
+    )
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_equals_eager(self):
     def run(vector, weights, strength):
@@ -135,9 +138,14 @@ def test_grads_through_soft_read_and_write():
     read, w = matrix.read_by_content(state, query, "cosine", 3.0)
     return read + matrix.read_by_address(state, w)
 
-  check_grads(jax.jit(f), (memory, vector, weights, jnp.array(0.7), query), order=1,
-              modes=["rev", "fwd"],
-              atol=1e-2, rtol=1e-2)
+  check_grads(
+    jax.jit(f),
+    (memory, vector, weights, jnp.array(0.7), query),
+    order=1,
+    modes=["rev", "fwd"],
+    atol=1e-2,
+    rtol=1e-2,
+  )
 
 
 def test_reset():
@@ -190,8 +198,14 @@ def _cell_numpy_loop(params, x, input_size, n, addressing, sharpness=1.0):
 @pytest.mark.parametrize("addressing", ["ring", "content"])
 def test_cell_matches_numpy_loop(addressing):
   n, input_size = 4, 3
-  cell = matrix.MatrixMemoryCell(num_slots=n, memory_size=5, input_size=input_size,
-                                 addressing=addressing, sharpness=2.0, strength_init=0.8)
+  cell = matrix.MatrixMemoryCell(
+    num_slots=n,
+    memory_size=5,
+    input_size=input_size,
+    addressing=addressing,
+    sharpness=2.0,
+    strength_init=0.8,
+  )
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, input_size + 2)), jnp.float32)
   rnn = nn.RNN(cell, return_carry=True)
   params = rnn.init(jax.random.key(0), x)["params"]
@@ -217,8 +231,9 @@ def test_cell_ring_rows_are_encodings():
 
 def test_cell_user_encoder_and_noise_init():
   encoder = nn.Sequential([nn.Dense(8), nn.tanh, nn.Dense(3)])
-  cell = matrix.MatrixMemoryCell(num_slots=4, memory_size=3, input_size=2, encoder=encoder,
-                                 addressing="content", init_scale=0.1)
+  cell = matrix.MatrixMemoryCell(
+    num_slots=4, memory_size=3, input_size=2, encoder=encoder, addressing="content", init_scale=0.1
+  )
   x = jnp.ones((2, 5, 4))
   carry0 = cell.initialize_carry(jax.random.key(1), x[:, 0].shape)
   assert float(jnp.std(carry0.memory)) > 0.01  # noise breaks the symmetry of the rows

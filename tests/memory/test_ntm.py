@@ -54,8 +54,7 @@ def test_init_state_constants():
 
 def test_write_erase_add_known_answer():
   memory = jnp.ones((2, 2))
-  out = ntm.write(memory, jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0]]),
-                  jnp.array([[2.0, 3.0]]))
+  out = ntm.write(memory, jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0]]), jnp.array([[2.0, 3.0]]))
   # row 0: 1 * (1 - 1) + 2, 1 * (1 - 0) + 3; row 1 untouched.
   np.testing.assert_allclose(out, [[2.0, 4.0], [1.0, 1.0]])
 
@@ -102,8 +101,9 @@ def _softplus(x):
 
 def _np_address(memory, key, beta, gate, shift, gamma, w_prev, eps=1e-6):
   n = memory.shape[0]
-  cos = np.array([key @ m / ((np.linalg.norm(key) + eps) * (np.linalg.norm(m) + eps))
-                  for m in memory])
+  cos = np.array(
+    [key @ m / ((np.linalg.norm(key) + eps) * (np.linalg.norm(m) + eps)) for m in memory]
+  )
   e = np.exp(beta * cos - np.max(beta * cos))
   w = gate * e / e.sum() + (1 - gate) * w_prev
   k = len(shift) // 2
@@ -130,8 +130,9 @@ def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
   memory, read_w, write_w, reads, (c, h) = state
   inp = np.concatenate([x, reads.reshape(-1)])
   lstm = p["controller"]
-  gate = lambda g, act: act(inp @ lstm["i" + g]["kernel"] + h @ lstm["h" + g]["kernel"]
-                            + lstm["h" + g]["bias"])
+  gate = lambda g, act: act(
+    inp @ lstm["i" + g]["kernel"] + h @ lstm["h" + g]["kernel"] + lstm["h" + g]["bias"]
+  )
   i, f, g, o = gate("i", _sig), gate("f", _sig), gate("g", np.tanh), gate("o", _sig)
   c = f * c + i * g
   h = o * np.tanh(c)
@@ -141,8 +142,9 @@ def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
   raw_r = np.clip(dense("read_heads", hc), -clip, clip).reshape(num_reads, -1)
   new_write_w = np.zeros_like(write_w)
   for j, head in enumerate(_np_heads(raw_w, True)):
-    new_write_w[j] = _np_address(memory, head["key"], head["beta"], head["gate"],
-                                 head["shift"], head["gamma"], write_w[j])
+    new_write_w[j] = _np_address(
+      memory, head["key"], head["beta"], head["gate"], head["shift"], head["gamma"], write_w[j]
+    )
   heads = _np_heads(raw_w, True)
   new_memory = memory.copy()
   for row in range(memory.shape[0]):
@@ -156,8 +158,9 @@ def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
   new_read_w = np.zeros_like(read_w)
   new_reads = np.zeros_like(reads)
   for j, head in enumerate(_np_heads(raw_r, False)):
-    new_read_w[j] = _np_address(new_memory, head["key"], head["beta"], head["gate"],
-                                head["shift"], head["gamma"], read_w[j])
+    new_read_w[j] = _np_address(
+      new_memory, head["key"], head["beta"], head["gate"], head["shift"], head["gamma"], read_w[j]
+    )
     new_reads[j] = sum(new_read_w[j, i] * new_memory[i] for i in range(memory.shape[0]))
   y = np.clip(dense("output", np.concatenate([hc, new_reads.reshape(-1)])), -clip, clip)
   return (new_memory, new_read_w, new_write_w, new_reads, (c, h)), y
@@ -172,7 +175,8 @@ def test_cell_matches_numpy_loop_reference(num_reads, num_writes):
   params = jax.tree.map(lambda a: a * 3.0, params)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
   state = tuple(np.asarray(a, np.float64) for a in carry[:4]) + (
-      tuple(np.asarray(a, np.float64) for a in carry.controller),)
+    tuple(np.asarray(a, np.float64) for a in carry.controller),
+  )
   apply = jax.jit(cell.apply)
   for t in range(xs.shape[0]):
     carry, y = apply(params, carry, xs[t])
@@ -209,21 +213,23 @@ def test_eval_shape_of_step_and_cell_equals_state():
   state = ntm.init_state(N, W, 2, 1)
   raw_r = jnp.zeros((2, ntm.head_param_size(W)))
   raw_w = jnp.zeros((1, ntm.head_param_size(W, write=True)))
-  out = jax.eval_shape(ntm.step, state, ntm.head_params(raw_r, W), ntm.head_params(raw_w, W,
-                                                                                   write=True))
+  out = jax.eval_shape(
+    ntm.step, state, ntm.head_params(raw_r, W), ntm.head_params(raw_w, W, write=True)
+  )
   assert jax.tree.structure(out) == jax.tree.structure(state)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), state)
+    lambda a: (a.shape, a.dtype), state
+  )
   cell = _cell()
   x = jnp.ones((2, F))
   carry, params = _init(cell, x)
   new, _ = jax.eval_shape(cell.apply, params, carry, x)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), carry)
+    lambda a: (a.shape, a.dtype), carry
+  )
 
 
 class StepVariantsTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_step_jit_and_no_jit_agree(self):
     state = ntm.init_state(N, W, 1, 1)
@@ -278,12 +284,22 @@ def test_gradients_of_step_and_cell():
   raw_w = jax.random.normal(jax.random.key(10), (1, ntm.head_param_size(W, write=True)))
 
   def f(memory, raw_r, raw_w):
-    s = ntm.step(state._replace(memory=memory), ntm.head_params(raw_r, W),
-                 ntm.head_params(raw_w, W, write=True))
+    s = ntm.step(
+      state._replace(memory=memory),
+      ntm.head_params(raw_r, W),
+      ntm.head_params(raw_w, W, write=True),
+    )
     return s.reads
 
-  check_grads(jax.jit(f), (state.memory, raw_r, raw_w), order=1, modes=("rev",), atol=3e-2,
-              rtol=3e-2, eps=1e-3)
+  check_grads(
+    jax.jit(f),
+    (state.memory, raw_r, raw_w),
+    order=1,
+    modes=("rev",),
+    atol=3e-2,
+    rtol=3e-2,
+    eps=1e-3,
+  )
 
   cell = _cell()
   xs = jax.random.normal(jax.random.key(11), (2, 12, F))
@@ -293,7 +309,6 @@ def test_gradients_of_step_and_cell():
   leaves = jax.tree.leaves(grads)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
   assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
-
 
 
 def test_remat_memory_gives_the_same_outputs_and_gradients():
@@ -307,6 +322,7 @@ def test_remat_memory_gives_the_same_outputs_and_gradients():
   np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(out[True][1]), jax.tree.leaves(out[False][1]), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
 
 def test_no_retrace_across_steps():
   cell = _cell()
@@ -347,17 +363,21 @@ def test_finite_over_1200_steps():
 
 
 @pytest.mark.parametrize(
-    "call, name",
-    [
-        (lambda: ntm.init_state(0, W), "memory_size"),
-        (lambda: ntm.init_state(N, W, dtype=jnp.int32), "dtype"),
-        (lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N)), jnp.ones((1, W + 1)),
-                           jnp.ones((1, W))), "erase"),
-        (lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N + 1)), jnp.ones((1, W)),
-                           jnp.ones((1, W))), "weights"),
-        (lambda: ntm.read(jnp.ones((2, N, W)), jnp.ones((1, N))), "memory"),
-        (lambda: ntm.head_params(jnp.ones((1, 3)), W), "raw"),
-    ],
+  "call, name",
+  [
+    (lambda: ntm.init_state(0, W), "memory_size"),
+    (lambda: ntm.init_state(N, W, dtype=jnp.int32), "dtype"),
+    (
+      lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N)), jnp.ones((1, W + 1)), jnp.ones((1, W))),
+      "erase",
+    ),
+    (
+      lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N + 1)), jnp.ones((1, W)), jnp.ones((1, W))),
+      "weights",
+    ),
+    (lambda: ntm.read(jnp.ones((2, N, W)), jnp.ones((1, N))), "memory"),
+    (lambda: ntm.head_params(jnp.ones((1, 3)), W), "raw"),
+  ],
 )
 def test_pure_ops_bad_inputs_name_the_argument(call, name):
   with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):

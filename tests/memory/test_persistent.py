@@ -83,13 +83,14 @@ def test_layer_matches_numpy(causal):
   assert w.shape == (2, 2, 4, 3 + 4)
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
   if causal:  # future tokens get zero weight, persistent slots never do
-    np.testing.assert_array_equal(w[..., 0, 3 + 1:], 0.0)
+    np.testing.assert_array_equal(w[..., 0, 3 + 1 :], 0.0)
     assert bool((w[..., :3] > 0).all())
 
 
 def test_layer_user_mask_and_persistent_always_visible():
-  layer = persistent.PersistentMemoryAttention(num_heads=2, num_persistent=2, causal=True,
-                                               qkv_features=4, out_features=3)
+  layer = persistent.PersistentMemoryAttention(
+    num_heads=2, num_persistent=2, causal=True, qkv_features=4, out_features=3
+  )
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(2, 5, 6)), jnp.float32)
   mask = jnp.asarray(rng.uniform(size=(2, 5, 5)) > 0.5)
@@ -97,8 +98,9 @@ def test_layer_user_mask_and_persistent_always_visible():
   params = layer.init(jax.random.key(1), x)["params"]
   y, w = layer.apply({"params": params}, x, mask, return_weights=True)
   assert y.shape == (2, 5, 3)
-  np.testing.assert_allclose(y, _np_layer(params, np.asarray(x), True, np.asarray(mask)),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    y, _np_layer(params, np.asarray(x), True, np.asarray(mask)), rtol=1e-4, atol=1e-5
+  )
   np.testing.assert_allclose(w[:, :, 2, :2].sum(-1), 1.0, rtol=1e-6)  # only persistent slots
 
 
@@ -108,8 +110,9 @@ def test_causal_layer_ignores_the_future():
   x = jnp.asarray(rng.normal(size=(1, 6, 4)), jnp.float32)
   params = layer.init(jax.random.key(0), x)
   x2 = x.at[:, 4:].set(jnp.asarray(rng.normal(size=(1, 2, 4)), jnp.float32))
-  np.testing.assert_allclose(layer.apply(params, x)[:, :4], layer.apply(params, x2)[:, :4],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    layer.apply(params, x)[:, :4], layer.apply(params, x2)[:, :4], rtol=1e-6
+  )
   assert not np.allclose(layer.apply(params, x)[:, 4:], layer.apply(params, x2)[:, 4:])
 
 
@@ -128,8 +131,9 @@ def test_cell_equals_causal_layer_and_sliding_window():
   y3 = nn.RNN(small).apply({"params": {"cell": params}}, x)
   band = persistent.causal_mask(7, window=3)
   np.testing.assert_allclose(y3, layer.apply({"params": params}, x, band), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(y3, _np_layer(params, np.asarray(x), True, window=3), rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    y3, _np_layer(params, np.asarray(x), True, window=3), rtol=1e-4, atol=1e-5
+  )
 
 
 def test_cache_ops_ring_and_known_read():
@@ -180,31 +184,32 @@ def test_batch_shapes(batch):
   flat = xs.reshape(-1, 3, 6)
   apply1 = jax.jit(layer.apply)
   for i in range(flat.shape[0]):
-    np.testing.assert_allclose(ys.reshape(-1, 3, 6)[i], apply1(lp, flat[i]), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(ys.reshape(-1, 3, 6)[i], apply1(lp, flat[i]), rtol=1e-5, atol=1e-6)
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_attention_jit_equals_eager(self):
     rng = np.random.default_rng(5)
-    args = [jnp.asarray(rng.normal(size=s), jnp.float32)
-            for s in [(3, 2), (4, 2), (4, 1), (2, 2), (2, 1)]]
+    args = [
+      jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(3, 2), (4, 2), (4, 1), (2, 2), (2, 1)]
+    ]
     mask = persistent.causal_mask(4)[:3]
     out, w = self.variant(persistent.persistent_attention)(*args, mask)
     q, k, v, pk, pv = (np.asarray(a) for a in args)
     for i in range(3):
       s = np.concatenate([pk @ q[i], (k @ q[i])[: i + 1]]) / math.sqrt(2)
       e = np.exp(s - s.max())
-      np.testing.assert_allclose(out[i], (e / e.sum()) @ np.concatenate([pv, v[: i + 1]]),
-                                 rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(
+        out[i], (e / e.sum()) @ np.concatenate([pv, v[: i + 1]]), rtol=1e-5, atol=1e-6
+      )
 
 
 def test_grads():
   rng = np.random.default_rng(6)
-  args = tuple(jnp.asarray(rng.normal(size=s), jnp.float32)
-               for s in [(3, 2), (4, 2), (4, 2), (2, 2), (2, 2)])
+  args = tuple(
+    jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(3, 2), (4, 2), (4, 2), (2, 2), (2, 2)]
+  )
   f = lambda *a: persistent.persistent_attention(*a, persistent.causal_mask(4)[:3])[0]
   check_grads(jax.jit(f), args, order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
   layer = persistent.PersistentMemoryAttention(num_heads=2, num_persistent=2, causal=True)

@@ -20,8 +20,9 @@ def test_content_weights_known_answer():
 def test_content_weights_beta_zero_is_uniform_and_large_beta_is_argmax():
   memory = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
   key = jnp.array([0.2, 1.0])
-  np.testing.assert_allclose(addressing.content_weights(memory, key, jnp.array(0.0)),
-                             np.full(4, 0.25), atol=1e-6)
+  np.testing.assert_allclose(
+    addressing.content_weights(memory, key, jnp.array(0.0)), np.full(4, 0.25), atol=1e-6
+  )
   w = addressing.content_weights(memory, key, jnp.array(200.0))
   np.testing.assert_allclose(w, [0, 1, 0, 0], atol=1e-6)
 
@@ -34,20 +35,21 @@ def test_content_weights_several_heads_and_zero_memory_are_finite():
 
 
 def test_interpolate_known_answer():
-  w = addressing.interpolate(jnp.array([0.5, 0.5, 0.0]), jnp.array([0.0, 0.0, 1.0]),
-                             jnp.array(0.25))
+  w = addressing.interpolate(
+    jnp.array([0.5, 0.5, 0.0]), jnp.array([0.0, 0.0, 1.0]), jnp.array(0.25)
+  )
   np.testing.assert_allclose(w, [0.125, 0.125, 0.75], atol=1e-7)
 
 
 @pytest.mark.parametrize(
-    "w, shift, expected",
-    [
-        ([1, 0, 0, 0, 0], [0, 0, 1], [0, 1, 0, 0, 0]),  # +1
-        ([1, 0, 0, 0, 0], [1, 0, 0], [0, 0, 0, 0, 1]),  # -1 wraps to the last slot
-        ([0, 0, 0, 0, 1], [0.1, 0.2, 0.7], [0.7, 0, 0, 0.1, 0.2]),  # +1 wraps to slot 0
-        ([0.1, 0.2, 0.3, 0.4, 0.0], [0.5, 0.5, 0], [0.15, 0.25, 0.35, 0.2, 0.05]),
-        ([0.1, 0.2, 0.3, 0.4, 0.0], [0, 1, 0], [0.1, 0.2, 0.3, 0.4, 0.0]),  # identity
-    ],
+  "w, shift, expected",
+  [
+    ([1, 0, 0, 0, 0], [0, 0, 1], [0, 1, 0, 0, 0]),  # +1
+    ([1, 0, 0, 0, 0], [1, 0, 0], [0, 0, 0, 0, 1]),  # -1 wraps to the last slot
+    ([0, 0, 0, 0, 1], [0.1, 0.2, 0.7], [0.7, 0, 0, 0.1, 0.2]),  # +1 wraps to slot 0
+    ([0.1, 0.2, 0.3, 0.4, 0.0], [0.5, 0.5, 0], [0.15, 0.25, 0.35, 0.2, 0.05]),
+    ([0.1, 0.2, 0.3, 0.4, 0.0], [0, 1, 0], [0.1, 0.2, 0.3, 0.4, 0.0]),  # identity
+  ],
 )
 def test_circular_shift_known_answers_length_5(w, shift, expected):
   out = addressing.circular_shift(jnp.array(w, jnp.float32), jnp.array(shift, jnp.float32))
@@ -66,15 +68,15 @@ def test_circular_shift_matches_loop_reference_with_range_2():
         d = d if d <= 2 else d - 7
         if -2 <= d <= 2:
           ref[h, i] += w[h, j] * s[h, d + 2]
-  np.testing.assert_allclose(addressing.circular_shift(jnp.array(w), jnp.array(s)), ref,
-                             atol=1e-6)
+  np.testing.assert_allclose(addressing.circular_shift(jnp.array(w), jnp.array(s)), ref, atol=1e-6)
 
 
 def test_sharpen_known_answer():
   w = addressing.sharpen(jnp.array([0.5, 0.25, 0.25]), jnp.array(2.0))
   np.testing.assert_allclose(w, [2 / 3, 1 / 6, 1 / 6], atol=1e-5)
-  np.testing.assert_allclose(addressing.sharpen(jnp.array([0.5, 0.25, 0.25]), jnp.array(1.0)),
-                             [0.5, 0.25, 0.25], atol=1e-5)
+  np.testing.assert_allclose(
+    addressing.sharpen(jnp.array([0.5, 0.25, 0.25]), jnp.array(1.0)), [0.5, 0.25, 0.25], atol=1e-5
+  )
 
 
 def test_sharpen_of_one_hot_is_finite_with_finite_gamma_grad():
@@ -86,8 +88,9 @@ def test_sharpen_of_one_hot_is_finite_with_finite_gamma_grad():
 
 def _numpy_address(memory, key, beta, gate, shift, gamma, w_prev, eps=1e-6):
   n = memory.shape[0]
-  cos = np.array([key @ m / ((np.linalg.norm(key) + eps) * (np.linalg.norm(m) + eps))
-                  for m in memory])
+  cos = np.array(
+    [key @ m / ((np.linalg.norm(key) + eps) * (np.linalg.norm(m) + eps)) for m in memory]
+  )
   e = np.exp(beta * cos - np.max(beta * cos))
   wc = e / e.sum()
   wg = gate * wc + (1 - gate) * w_prev
@@ -98,7 +101,6 @@ def _numpy_address(memory, key, beta, gate, shift, gamma, w_prev, eps=1e-6):
 
 
 class AddressTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_address_matches_numpy_reference(self):
     rng = np.random.default_rng(1)
@@ -114,8 +116,15 @@ class AddressTest(chex.TestCase):
 
 def test_address_gate_zero_identity_shift_gamma_one_keeps_previous():
   w_prev = jnp.array([0.1, 0.6, 0.3])
-  out = addressing.address(jnp.eye(3), jnp.array([1.0, 0.0, 0.0]), jnp.array(10.0),
-                           jnp.array(0.0), jnp.array([0.0, 1.0, 0.0]), jnp.array(1.0), w_prev)
+  out = addressing.address(
+    jnp.eye(3),
+    jnp.array([1.0, 0.0, 0.0]),
+    jnp.array(10.0),
+    jnp.array(0.0),
+    jnp.array([0.0, 1.0, 0.0]),
+    jnp.array(1.0),
+    w_prev,
+  )
   np.testing.assert_allclose(out, w_prev, atol=1e-5)
 
 
@@ -128,26 +137,30 @@ def test_address_gradients():
     shift = jax.nn.softmax(shift_logits)
     return addressing.address(memory, key, beta, gate, shift, gamma, w_prev)
 
-  args = (memory, jnp.asarray([0.3, -1.0, 0.5], memory.dtype), jnp.asarray(2.0, memory.dtype),
-          jnp.asarray(0.6, memory.dtype), jnp.asarray([0.1, 0.4, -0.2], memory.dtype),
-          jnp.asarray(1.8, memory.dtype))
+  args = (
+    memory,
+    jnp.asarray([0.3, -1.0, 0.5], memory.dtype),
+    jnp.asarray(2.0, memory.dtype),
+    jnp.asarray(0.6, memory.dtype),
+    jnp.asarray([0.1, 0.4, -0.2], memory.dtype),
+    jnp.asarray(1.8, memory.dtype),
+  )
   check_grads(f, args, order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-3)
 
 
 @pytest.mark.parametrize(
-    "call, name",
-    [
-        (lambda: addressing.content_weights(jnp.ones((4, 3)), jnp.ones(2), jnp.array(1.0)),
-         "key"),
-        (lambda: addressing.content_weights(jnp.ones((4, 3)), jnp.ones(3), jnp.ones(2)), "beta"),
-        (lambda: addressing.content_weights(jnp.ones(4), jnp.ones(3), jnp.array(1.0)), "memory"),
-        (lambda: addressing.interpolate(jnp.ones(4), jnp.ones(5), jnp.array(0.5)), "w_prev"),
-        (lambda: addressing.interpolate(jnp.ones(4), jnp.ones(4), jnp.ones(3)), "gate"),
-        (lambda: addressing.circular_shift(jnp.ones(5), jnp.ones(2)), "shift"),
-        (lambda: addressing.circular_shift(jnp.ones(3), jnp.ones(5)), "shift"),
-        (lambda: addressing.circular_shift(jnp.ones(5, jnp.int32), jnp.ones(3)), "w"),
-        (lambda: addressing.sharpen(jnp.ones(5), jnp.ones(5)), "gamma"),
-    ],
+  "call, name",
+  [
+    (lambda: addressing.content_weights(jnp.ones((4, 3)), jnp.ones(2), jnp.array(1.0)), "key"),
+    (lambda: addressing.content_weights(jnp.ones((4, 3)), jnp.ones(3), jnp.ones(2)), "beta"),
+    (lambda: addressing.content_weights(jnp.ones(4), jnp.ones(3), jnp.array(1.0)), "memory"),
+    (lambda: addressing.interpolate(jnp.ones(4), jnp.ones(5), jnp.array(0.5)), "w_prev"),
+    (lambda: addressing.interpolate(jnp.ones(4), jnp.ones(4), jnp.ones(3)), "gate"),
+    (lambda: addressing.circular_shift(jnp.ones(5), jnp.ones(2)), "shift"),
+    (lambda: addressing.circular_shift(jnp.ones(3), jnp.ones(5)), "shift"),
+    (lambda: addressing.circular_shift(jnp.ones(5, jnp.int32), jnp.ones(3)), "w"),
+    (lambda: addressing.sharpen(jnp.ones(5), jnp.ones(5)), "gamma"),
+  ],
 )
 def test_bad_inputs_name_the_argument(call, name):
   with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):

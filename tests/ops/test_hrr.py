@@ -41,21 +41,23 @@ def test_matches_numpy_loops(d):
   rng = np.random.default_rng(d)
   a, b = rng.normal(size=d), rng.normal(size=d)
   f32 = lambda x: jnp.asarray(x, jnp.float32)
-  np.testing.assert_allclose(hrr.bind(f32(a), f32(b)), _np_circular_convolution(a, b),
-                             rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(hrr.unbind(f32(a), f32(b)), _np_circular_correlation(a, b),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    hrr.bind(f32(a), f32(b)), _np_circular_convolution(a, b), rtol=1e-5, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    hrr.unbind(f32(a), f32(b)), _np_circular_correlation(a, b), rtol=1e-5, atol=1e-5
+  )
   # Correlation is convolution with the involution.
-  np.testing.assert_allclose(hrr.unbind(f32(a), f32(b)), hrr.bind(f32(a), hrr.involution(f32(b))),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    hrr.unbind(f32(a), f32(b)), hrr.bind(f32(a), hrr.involution(f32(b))), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_algebra_commutative_associative_bilinear():
   a, b, c = hrr.random_vectors(jax.random.key(0), 3, 64)
   np.testing.assert_allclose(hrr.bind(a, b), hrr.bind(b, a), atol=1e-6)
   np.testing.assert_allclose(hrr.bind(hrr.bind(a, b), c), hrr.bind(a, hrr.bind(b, c)), atol=1e-6)
-  np.testing.assert_allclose(hrr.bind(a, b + 2 * c), hrr.bind(a, b) + 2 * hrr.bind(a, c),
-                             atol=1e-6)
+  np.testing.assert_allclose(hrr.bind(a, b + 2 * c), hrr.bind(a, b) + 2 * hrr.bind(a, c), atol=1e-6)
   delta = jnp.zeros(64).at[0].set(1.0)  # the identity of binding
   np.testing.assert_allclose(hrr.bind(a, delta), a, atol=1e-6)
   np.testing.assert_allclose(hrr.involution(hrr.involution(a)), a)
@@ -110,12 +112,13 @@ def test_superpose_and_cleanup():
   keys = hrr.random_vectors(jax.random.key(7), 5, 512)
   values = hrr.random_vectors(jax.random.key(8), 5, 512)
   trace = hrr.superpose(keys, values)
-  np.testing.assert_allclose(trace, sum(hrr.bind(keys[i], values[i]) for i in range(5)),
-                             atol=1e-5)
+  np.testing.assert_allclose(trace, sum(hrr.bind(keys[i], values[i]) for i in range(5)), atol=1e-5)
   w = jnp.array([1.0, 0.0, 2.0, 0.0, 0.0])
-  np.testing.assert_allclose(hrr.superpose(keys, values, w),
-                             hrr.bind(keys[0], values[0]) + 2 * hrr.bind(keys[2], values[2]),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    hrr.superpose(keys, values, w),
+    hrr.bind(keys[0], values[0]) + 2 * hrr.bind(keys[2], values[2]),
+    atol=1e-5,
+  )
   found = hrr.cleanup(hrr.unbind(trace, keys), values)  # [5, D] queries at once
   np.testing.assert_array_equal(found.indices, np.arange(5))
   np.testing.assert_array_equal(found.values, values)
@@ -131,14 +134,14 @@ def test_dtype_follows_inputs():
 
 
 class JitTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_bind_unbind_jit_equals_eager(self):
     a = jnp.array([1.0, -2.0, 0.5, 3.0])
     b = jnp.array([0.0, 1.0, 2.0, -1.0])
     out = self.variant(lambda a, b: hrr.unbind(hrr.bind(a, b), a))(a, b)
-    want = _np_circular_correlation(_np_circular_convolution(np.asarray(a), np.asarray(b)),
-                                    np.asarray(a))
+    want = _np_circular_correlation(
+      _np_circular_convolution(np.asarray(a), np.asarray(b)), np.asarray(a)
+    )
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 

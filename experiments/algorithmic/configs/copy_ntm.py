@@ -59,8 +59,8 @@ def get_config(arg=None):
   config.plot_lengths = (20, 40)  # lengths of the weighting plots
   config.progress_bar = True  # tqdm progress bar
   config.paper_note = (
-      "Graves et al. 2014 Fig. 3: NTM (LSTM controller) reaches near-zero cost on copy "
-      "(lengths 1-20) far faster than a 3x256 LSTM; Fig. 4-5: NTM copies length 40+ well, "
-      "the LSTM fails beyond 20."
+    "Graves et al. 2014 Fig. 3: NTM (LSTM controller) reaches near-zero cost on copy "
+    "(lengths 1-20) far faster than a 3x256 LSTM; Fig. 4-5: NTM copies length 40+ well, "
+    "the LSTM fails beyond 20."
   )
   return config

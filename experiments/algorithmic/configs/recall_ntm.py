@@ -33,7 +33,7 @@ def get_config(arg=None):
   config.eval_lengths = (6, 8, 12)  # numbers of items to evaluate
   config.plot_lengths = (6,)  # numbers of items in the weighting plots
   config.paper_note = (
-      "Graves et al. 2014 Fig. 10: NTM (LSTM controller) learns associative recall in about "
-      "200k-300k sequences (feed-forward controller faster); the LSTM does not within 1M."
+    "Graves et al. 2014 Fig. 10: NTM (LSTM controller) learns associative recall in about "
+    "200k-300k sequences (feed-forward controller faster); the LSTM does not within 1M."
   )
   return config
