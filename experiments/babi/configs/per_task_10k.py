@@ -3,8 +3,13 @@
     python -m experiments.babi.main --config=experiments/babi/configs/per_task_10k.py \
         --workdir=runs/babi_per_task_10k
 
-Task 3 trains on the 1k training file (the 10k archive lacks it; the run says so).
-Expected: mean test error near the paper's 4.2%.
+Task 3 trains on the 1k training file (the 10k archive lacks it; the run says so). With
+9,000 training stories per task, batches come from story-length buckets (speed only).
+
+The paper: 4.2% mean test error (best of 10 restarts per task). Measured here with one
+restart per task (``--config.train.num_restarts=1``; 2 shared CPU cores, 22 min wall,
+25.3k training examples/s): 8.6% mean, 4 tasks over 5%: task 3 49.8% (1k file), 17 31.0%,
+18 9.3%, 19 71.8%; every other task <= 4.4% (ten at 0.0-0.1%).
 """
 
 from experiments.babi.configs import variants
@@ -12,4 +17,6 @@ from experiments.babi.configs import variants
 
 def get_config(arg=None):
   del arg
-  return variants.get_config("per_task_10k_pe_ls_rn_star_3hops")
+  config = variants.get_config("per_task_10k_pe_ls_rn_star_3hops")
+  config.train.bucket_sizes = (4, 8, 16, 32)
+  return config
