@@ -20,6 +20,11 @@ Measured (2 CPU cores shared with other jobs, load ~2.5-6 during the runs)::
     (an earlier run: 32: 2249 / 6536 / 23612, 10.5x; 256: 1301 / 7649 / 39085, 30.1x)
     (--seconds 8, load 4.6-7.6: 32: 1681 / 7683 / 25596, 15.2x; 256: 1245 / 5878 / 30091, 24.2x)
 
+On a quiet machine (load 0.13 at the start, nothing else running; same command):
+
+       32         2768          10834         45398     16.4x
+      256         2288           9442         42869     18.7x
+
 The bucketed epoch alone at batch 32 reached 45.1k ex/s in a quiet moment (load < 1), which
 would be ~20x the numpy figures above: the 30x target at batch 32 is not met. Tried and not
 kept (runs of the same epoch minutes apart, load < 2): XLA's concurrency-optimized scheduler
