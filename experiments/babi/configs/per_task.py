@@ -10,6 +10,8 @@ The paper: 13.9% mean, best of 10 restarts per task. Measured here (this config,
 14.2% mean, 11 tasks over 5%, task 16 at 0.9%, 4.4 min wall, 41.9k training examples/s.
 Before the reference code's PE, per-array clipping and eta (see default.py), one restart
 per task gave 19.0% mean, 14 tasks over 5%, task 16 at ~50%.
+With ``--config.train.num_restarts=5`` (6.7 min on a quiet machine, 48.8k examples/s), the
+restarts picked on validation error give the same 14.2% mean test error, 11 failed.
 """
 
 from experiments.babi.configs import default
