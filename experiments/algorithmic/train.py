@@ -266,17 +266,15 @@ def make_train_steps(
     costs = sequence_costs(logits, batch)
     return jnp.mean(costs["bits"]), costs
 
-  def grads_at(length: int):
-    def fn(params, batch):
-      return jax.value_and_grad(loss_fn, has_aux=True)(params, _truncate(batch, length))
+  def grads_on(prepare: Callable) -> Callable:
+    """``fn(params, x)``: loss, costs and gradients on the batch ``prepare(x)``."""
+    return lambda params, x: jax.value_and_grad(loss_fn, has_aux=True)(params, prepare(x))
 
-    return fn
+  def grads_at(length: int) -> Callable:
+    return grads_on(lambda batch: _truncate(batch, length))
 
-  def grads_of_group(make_batch):
-    def fn(params, key):
-      return jax.value_and_grad(loss_fn, has_aux=True)(params, make_batch(key, batch_size))
-
-    return fn
+  def grads_of_group(make_batch: Callable) -> Callable:
+    return grads_on(lambda key: make_batch(key, batch_size))
 
   def grads(params, key):
     if isinstance(train_batch, LengthGroups):
