@@ -224,8 +224,12 @@ def make_train_epoch(config, model, mesh):
   num_times = config.data.memory_size
   shard = mesh.size > 1 and batch_size % mesh.size == 0
 
-  def loss_fn(params, story, query, answer, weight, rng, linear):
-    ages = memn2n.random_noise_ages(rng, story, noise, num_times) if noise > 0 else None
+  draws = memn2n.random_noise_draws(num_times, noise) if noise > 0 else 1
+
+  def loss_fn(params, story, query, answer, weight, uniforms, linear):
+    ages = None
+    if noise > 0:
+      ages = memn2n.random_noise_ages_from_uniform(uniforms, story, noise, num_times)
     logits, _ = model.apply(params, story, query, ages=ages, linear=linear)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, answer)
     return jnp.sum(losses * weight)  # summed, not averaged, over the batch (the paper)
@@ -247,17 +251,18 @@ def make_train_epoch(config, model, mesh):
     order = jnp.concatenate(orders)[shuffle]
     weight = jnp.concatenate(weights)[shuffle]
     bucket_id = jnp.concatenate(ids)[shuffle]
-    step_rngs = jax.random.split(step_rng, order.shape[0])
+    # RN's random numbers for the whole epoch in one draw (not one small draw per step).
+    step_uniforms = jax.random.uniform(step_rng, order.shape + (draws,))
     opt_state = _with_lr(state.opt_state, lr)
 
     def branch(data):
       def run(params, opt_state, idx, w, r):
-        batch = (data["story"][idx], data["query"][idx], data["answer"][idx], w)
+        batch = (data["story"][idx], data["query"][idx], data["answer"][idx], w, r)
         if shard:
           batch = tuple(
             jax.lax.with_sharding_constraint(x, batch_sharding(mesh, 0, x.ndim)) for x in batch
           )
-        loss, grads = jax.value_and_grad(loss_fn)(params, *batch, r, linear)
+        loss, grads = jax.value_and_grad(loss_fn)(params, *batch, linear)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -272,7 +277,7 @@ def make_train_epoch(config, model, mesh):
       return (params, opt_state), loss
 
     (params, opt_state), losses = jax.lax.scan(
-      step, (state.params, opt_state), (bucket_id, order, weight, step_rngs)
+      step, (state.params, opt_state), (bucket_id, order, weight, step_uniforms)
     )
     total = sum(data["answer"].shape[0] for data in buckets)
     new_state = TrainState(params, opt_state, state.best_params, jax.random.key_data(rng))

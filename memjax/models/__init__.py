@@ -6,6 +6,8 @@ from memjax.models.memn2n import (
   memory_mask,
   position_encoding,
   random_noise_ages,
+  random_noise_ages_from_uniform,
+  random_noise_draws,
   reference_position_encoding,
   sentence_ages,
 )
@@ -16,6 +18,8 @@ __all__ = [
   "memory_mask",
   "position_encoding",
   "random_noise_ages",
+  "random_noise_ages_from_uniform",
+  "random_noise_draws",
   "reference_position_encoding",
   "sentence_ages",
 ]

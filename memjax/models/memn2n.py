@@ -115,6 +115,15 @@ def sentence_ages(story: jax.Array) -> jax.Array:
   return jnp.where(mask, count - 1 - rows, 0).astype(jnp.int32)
 
 
+def random_noise_draws(memory_rows: int, ratio: float = 0.1) -> int:
+  """How many uniforms per example :func:`random_noise_ages_from_uniform` reads.
+
+  One for the number of empty memories and one per empty memory that a story of
+  ``memory_rows`` sentences can get (at most ``ceil(memory_rows * ratio) - 1``).
+  """
+  return max(1, math.ceil(memory_rows * ratio))
+
+
 def random_noise_ages(
   rng: jax.Array, story: jax.Array, ratio: float = 0.1, num_times: int | None = None
 ) -> jax.Array:
@@ -124,8 +133,11 @@ def random_noise_ages(
   ``{0, .., ceil(n * ratio) - 1}`` empty memories, scatters them at random among the
   sentences and drops them again: an empty memory is never attended to, so its only
   effect is to shift the time index of every older sentence by one. This returns the
-  shifted ages (a random increasing subset of ``0 .. n + nblank - 1``, newest first),
-  capped at ``num_times - 1``. A pure function of ``rng``; use it at training time only.
+  shifted ages (a uniformly random increasing subset of ``0 .. n + nblank - 1``, newest
+  first), capped at ``num_times - 1``. A pure function of ``rng``; use it at training time
+  only. Draws ``[B, random_noise_draws(M, ratio)]`` uniforms and calls
+  :func:`random_noise_ages_from_uniform` (which a training loop can feed with uniforms
+  drawn for a whole epoch at once).
 
   Args:
     rng: a PRNG key.
@@ -138,35 +150,72 @@ def random_noise_ages(
   """
   _checks.check_rank("story", story, 3, "[B, M, S]")
   batch, slots = story.shape[:2]
+  uniforms = jax.random.uniform(rng, (batch, random_noise_draws(slots, ratio)))
+  return random_noise_ages_from_uniform(uniforms, story, ratio, num_times)
+
+
+def random_noise_ages_from_uniform(
+  uniforms: jax.Array, story: jax.Array, ratio: float = 0.1, num_times: int | None = None
+) -> jax.Array:
+  """:func:`random_noise_ages` given its random numbers: ``uniforms [B, D]`` in [0, 1).
+
+  ``uniforms[:, 0]`` picks ``nblank``; the empty memories then go in one at a time, the
+  t-th at a uniform gap among the ``n + t + 1`` of the sequence so far
+  (``uniforms[:, 1 + t]``). Each arrangement of labelled blanks is equally likely, so the
+  set of blank positions is a uniform subset; no sort is needed. ``D`` must be at least
+  ``random_noise_draws(M, ratio)``; extra columns are ignored.
+
+  Args:
+    uniforms: [B, D] float uniforms in [0, 1).
+    story: [B, M, S] int word ids.
+    ratio: the fraction of empty memories to insert.
+    num_times: the number of time embeddings (default M).
+
+  Returns:
+    [B, M] int32 ages (0 on empty rows).
+  """
+  _checks.check_rank("story", story, 3, "[B, M, S]")
+  _checks.check_rank("uniforms", uniforms, 2, "[B, D]")
+  batch, slots = story.shape[:2]
+  draws = random_noise_draws(slots, ratio)
+  if uniforms.shape[0] != batch or uniforms.shape[1] < draws:
+    raise ValueError(
+      f"uniforms must have shape [B, >= {draws}] with B = {batch} for story {story.shape} "
+      f"and ratio {ratio}, got {uniforms.shape}"
+    )
   num_times = num_times or slots
-  extra = max(1, math.ceil(slots * ratio))
-  span = slots + extra  # positions an age can take before the cap
   mask = memory_mask(story)
-  count = jnp.sum(mask, axis=-1)  # [B]
-  rng_blank, rng_pos = jax.random.split(rng)
+  count = jnp.sum(mask, axis=-1).astype(jnp.int32)  # [B]
   max_blank = jnp.ceil(count * ratio).astype(jnp.int32)
-  nblank = jnp.floor(jax.random.uniform(rng_blank, (batch,)) * max_blank).astype(jnp.int32)
-  # A random subset of n positions out of the first n + nblank, sorted ascending.
-  keys = jax.random.uniform(rng_pos, (batch, span))
-  keys = jnp.where(jnp.arange(span)[None] < (count + nblank)[:, None], keys, 2.0)
-  chosen = jnp.argsort(keys, axis=-1)[:, :slots]  # [B, M] positions (first n are real)
-  chosen = jnp.where(jnp.arange(slots)[None] < count[:, None], chosen, span)
-  positions = jnp.sort(chosen, axis=-1)  # ascending; the first n are the picked ages
-  # Row i (oldest first) of an n-sentence story gets the (n - 1 - i)-th smallest.
+  nblank = jnp.minimum(jnp.floor(uniforms[:, 0] * max_blank).astype(jnp.int32), max_blank - 1)
+  position = jnp.broadcast_to(jnp.arange(slots, dtype=jnp.int32), (batch, slots))  # newest first
+  for t in range(draws - 1):
+    gaps = count + t + 1  # insert before index p in 0 .. n + t
+    p = jnp.minimum(jnp.floor(uniforms[:, 1 + t] * gaps).astype(jnp.int32), gaps - 1)
+    shift = (t < nblank)[:, None] & (position >= p[:, None])
+    position = position + shift.astype(jnp.int32)
+  # Row i (oldest first) of an n-sentence story is the (n - 1 - i)-th newest.
   index = jnp.clip(count[:, None] - 1 - jnp.arange(slots)[None], 0, slots - 1)
-  ages = jnp.take_along_axis(positions, index, axis=-1)
-  ages = jnp.minimum(ages, num_times - 1)
+  ages = jnp.minimum(jnp.take_along_axis(position, index, axis=-1), num_times - 1)
   return jnp.where(mask, ages, 0).astype(jnp.int32)
 
 
 def _embed(table: jax.Array, tokens: jax.Array, pe: jax.Array | None) -> jax.Array:
-  """Sentence embeddings ``sum_j l_j * table[x_j]``; the null word (0) embeds to zero."""
-  vectors = jnp.take(table, tokens, axis=0)  # [..., S, d]
-  if pe is None:
-    vectors = jnp.where((tokens != 0)[..., None], vectors, 0.0)
-  else:
+  """Sentence embeddings ``sum_j l_j * table[x_j]``; the null word (0) embeds to zero.
+
+  The null word is read past the table's end (``mode='fill'``), so it costs the gather
+  and its scatter-add gradient no memory traffic (about half a bAbI story's word slots
+  are padding); row 0 of ``table`` is never read. A word id outside ``[0, V)`` makes its
+  sentence's embedding NaN instead of aliasing another word.
+  """
+  vocab = table.shape[0]
+  ids = jnp.where(tokens == 0, vocab, tokens)
+  vectors = jnp.take(table, ids, axis=0, mode="fill", fill_value=0.0)  # [..., S, d]
+  if pe is not None:
     vectors = vectors * pe
-  return jnp.sum(vectors, axis=-2)
+  out = jnp.sum(vectors, axis=-2)
+  bad = jnp.any((tokens < 0) | (tokens >= vocab), axis=-1, keepdims=True)
+  return jnp.where(bad, jnp.nan, out)
 
 
 def _null_zero(table: jax.Array) -> jax.Array:
@@ -250,20 +299,21 @@ class MemN2N(nn.Module):
     hops = range(self.num_hops)
     if self.tying == "adjacent":
       # E_0..E_K: A^k = E_{k-1}, C^k = E_k, B = E_0, W^T = E_K (and the same for time).
-      words = [_null_zero(self.param(f"embed_{k}", init, vd)) for k in range(self.num_hops + 1)]
+      words = [self.param(f"embed_{k}", init, vd) for k in range(self.num_hops + 1)]
       times = (
         [self.param(f"time_{k}", init, td) for k in range(self.num_hops + 1)]
         if self.temporal
         else None
       )
       tables = {k: (words[k], times and times[k]) for k in range(self.num_hops + 1)}
-      return tables, [(k, k + 1) for k in hops], words[0], words[-1].T, None
+      # _embed never reads row 0 (the null word); the answer's logit for it stays 0.
+      return tables, [(k, k + 1) for k in hops], words[0], _null_zero(words[-1]).T, None
     if self.tying == "layerwise":
-      a = _null_zero(self.param("embed_A", init, vd))
-      c = _null_zero(self.param("embed_C", init, vd))
+      a = self.param("embed_A", init, vd)
+      c = self.param("embed_C", init, vd)
       ta = self.param("time_A", init, td) if self.temporal else None
       tc = self.param("time_C", init, td) if self.temporal else None
-      b = _null_zero(self.param("embed_B", init, vd))
+      b = self.param("embed_B", init, vd)
       w = self.param("answer_W", init, (self.embedding_size, self.vocab_size))
       h = self.param("H", init, (self.embedding_size, self.embedding_size))
       return {"A": (a, ta), "C": (c, tc)}, [("A", "C") for _ in hops], b, w, h
@@ -365,4 +415,6 @@ __all__ = [
   "memory_mask",
   "sentence_ages",
   "random_noise_ages",
+  "random_noise_ages_from_uniform",
+  "random_noise_draws",
 ]

@@ -324,6 +324,52 @@ def test_random_noise_ages():
   assert int(capped.max()) <= 44
 
 
+def test_random_noise_blanks_are_uniform_subsets():
+  # 25 sentences, ratio 0.1: nblank is uniform on {0, 1, 2}; given nblank = 2 the two
+  # blanks are a uniform pair of the 27 positions (each position blank w.p. 2/27).
+  n, batch = 25, 6000
+  story = jnp.zeros((batch, 30, 2), jnp.int32).at[:, :n, 0].set(1)
+  u = np.random.default_rng(0).random((batch, memn2n.random_noise_draws(30, 0.1)), np.float32)
+  noise = jax.jit(memn2n.random_noise_ages_from_uniform, static_argnums=(2, 3))
+  ages = np.asarray(noise(jnp.asarray(u), story, 0.1, None))[:, :n]
+  nblank = np.floor(u[:, 0] * 3).astype(int)
+  np.testing.assert_allclose(np.bincount(nblank, minlength=3) / batch, [1 / 3] * 3, atol=0.03)
+  assert np.all(ages[:, -1] <= nblank) and np.all(ages[:, 0] <= n - 1 + nblank)
+  two = ages[nblank == 2]
+  blank = np.ones((len(two), n + 2), bool)
+  np.put_along_axis(blank, two, False, axis=1)
+  assert np.all(blank.sum(1) == 2)
+  expected = len(two) * 2 / (n + 2)
+  counts = blank.sum(0)
+  assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), counts
+  adjacent = np.mean(np.any(blank[:, 1:] & blank[:, :-1], axis=1))
+  np.testing.assert_allclose(adjacent, (n + 1) / ((n + 2) * (n + 1) / 2), atol=0.025)
+
+
+def test_random_noise_from_uniform_checks_and_known_answer():
+  story = jnp.zeros((1, 30, 2), jnp.int32).at[:, :25, 0].set(1)
+  with pytest.raises(ValueError, match="uniforms"):
+    memn2n.random_noise_ages_from_uniform(jnp.zeros((1, 2)), story, 0.1)
+  assert memn2n.random_noise_draws(30, 0.1) == 3
+  # nblank = floor(0.99 * 3) = 2; the first blank goes before index 0 (newest-first), the
+  # second at the end of the 26-long sequence: every sentence gets one year older.
+  u = jnp.asarray([[0.99, 0.0, 0.999]])
+  ages = memn2n.random_noise_ages_from_uniform(u, story, 0.1)
+  np.testing.assert_array_equal(ages[0, :25], np.arange(25, 0, -1))
+  np.testing.assert_array_equal(ages[0, 25:], 0)
+
+
+def test_out_of_range_word_ids_give_nan():
+  story, query = _toy_batch()
+  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5)
+  params = model.init(jax.random.key(0), story, query)
+  logits, _ = model.apply(params, story, query)
+  assert np.all(np.isfinite(logits))
+  bad = story.at[0, 0, 0].set(12)  # == vocab_size: not a word id
+  logits, _ = model.apply(params, bad, query)
+  assert np.all(np.isnan(logits[0])) and np.all(np.isfinite(logits[1:]))
+
+
 def test_errors_name_the_argument():
   story, query = _toy_batch()
   model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5)
