@@ -2,45 +2,47 @@
 
 Both train the paper's joint bAbI 1k model (PE, TE, RN off, adjacent tying, 3 hops,
 d=50, memory 50) with SGD at batch 32 and 256 on the same data, and the numpy gradient
-is checked against JAX's on one batch first. Prints training examples/s of each, the
-speed-up, and the wall time of a joint run when given its ``results.json``.
+is checked against JAX's on one batch first. Prints one JSON line per figure: training
+examples/s of each, the speed-up over numpy (the issue's goal: 30x at batch 32) and, given
+a joint run's ``results.json``, its wall time.
 
     python benchmarks/memn2n.py [--results runs/babi_joint_1k/results.json] [--seconds 20]
 
-The data is bAbI en (``$MEMJAX_DATA_DIR``) when present, else generated task-1-like data.
+The data is bAbI en (``$MEMJAX_DATA_DIR``) when present, else generated task-1-like data
+(``--synthetic`` forces it; the test suite's smoke run uses it).
 
-Measured (2 CPU cores shared with other jobs, load ~2.5-6 during the runs)::
+Measured on a quiet machine (2 CPU cores, load < 2; ``flock /tmp/memjax_cpu.lock python
+benchmarks/memn2n.py``), numpy / memjax padded / memjax ex/s:
 
-    flock /tmp/memjax_cpu.lock python benchmarks/memn2n.py \
-        --results /tmp/memn2n_runs/joint_final/results.json
+    batch 32:   2,631 / 21,310 / 67,538   25.7x numpy   (goal 30x: not met)
+    batch 256:  2,215 / 15,145 / 53,065   24.0x numpy
 
-    batch   numpy ex/s  memjax padded   memjax ex/s  speed-up
-       32         2306           7315         23798     10.3x
-      256         1217           6180         28172     23.1x
-    (an earlier run: 32: 2249 / 6536 / 23612, 10.5x; 256: 1301 / 7649 / 39085, 30.1x)
-    (--seconds 8, load 4.6-7.6: 32: 1681 / 7683 / 25596, 15.2x; 256: 1245 / 5878 / 30091, 24.2x)
+Before the changes below (same command, quiet): batch 32 2,768 / 10,834 / 45,398 (16.4x).
+What moved it, measured on the bucketed epoch at batch 32 (one process per variant):
 
-On a quiet machine (load 0.13 at the start, nothing else running; same command):
+* the null word read past the end of the table (``take(mode='fill')``): the gather and its
+  scatter-add gradient skip the padding slots (about half of a story's word slots):
+  41.7k -> 57.1k ex/s together with the next item;
+* random noise (RN) without a sort, from one draw of uniforms per epoch (was an argsort
+  and two small threefry draws per step: ~9% of the step);
+* the K+1 memory tables side by side, one gather of ``[V, (K+1) d]`` rows: XLA's CPU
+  scatter-add runs 4-5x faster on 200-float rows than on four of 50 (the concatenate must
+  be materialised, or XLA fuses it into the gather): 57k -> 62-66k ex/s.
 
-       32         2768          10834         45398     16.4x
-      256         2288           9442         42869     18.7x
-
-The bucketed epoch alone at batch 32 reached 45.1k ex/s in a quiet moment (load < 1), which
-would be ~20x the numpy figures above: the 30x target at batch 32 is not met. Tried and not
-kept (runs of the same epoch minutes apart, load < 2): XLA's concurrency-optimized scheduler
-off or ``xla_cpu_multi_thread_eigen`` off, 45k -> 25k ex/s (presumably the independent
-gathers / scatter-adds of the 4 tables run on both cores); each sentence embedding as one
-matmul of weighted word counts [B M, 2V] with the stacked tables (both PE variants are affine
-in k), 45k -> 11k (likely the matmul's ~V/S times more work than the gathers); gathers in
-'clip' or 'promise_in_bounds' mode, and the null row zeroed on the answer table only
-(interleaved A/B in one process, load ~7): no change beyond the noise.
+Tried and not kept (no change beyond the noise): the per-array gradient norms as dots or
+stacked by shape, the answer matrix materialised in [d, V] layout, attention as
+multiply-and-sum instead of dots, a softmax over empty slots without logaddexp, the PE
+weights as one [S, d] array, XLA's legacy (non-thunk) runtime flag, two CPU devices with
+the batch sharded (+5% before the changes); earlier: XLA's scheduler/threading flags (45k
+-> 25k), each sentence as one matmul of weighted word counts (45k -> 11k), gather modes.
+What is left in a bucketed step (one traced step of 8-row stories: ~480 us, ~170 XLA ops,
+nearly all on one core): the gather + PE sum and the scatter-add gradient with its
+[B, M, S, 4d] update tensor (~25%, more for longer stories), the answer layer's three
+small matmuls (~11%), the per-array norm reductions (~12%), and ~150 ops of 1-3 us each.
 
 The epoch is jitted without XLA's YNNPACK library fusions on CPU
-(``memjax.train.compile``); an A/B of the same epoch at batch 32 in a quieter moment:
-padded 10.0k vs 6.1k ex/s, buckets 41.7k vs 28.7k ex/s (XLA's defaults: 1.45-1.6x
-slower). On 2 busy cores the figures above vary by up to 2x between runs. The MemN2N
-step is many small ops (~370 per step); the embedding gathers, their scatter-add
-gradients and the PE-weighted sums over words dominate, each 15-60 us.
+(``memjax.train.compile``; XLA's defaults: 1.45-1.6x slower). On 2 busy cores the figures
+vary by up to 2x between runs: every figure line carries the load average.
 """
 
 from __future__ import annotations
@@ -51,15 +53,21 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root
+import _common  # noqa: E402
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+_REMOVED = _common.prepare_blas_env()  # before numpy is imported
 
-from experiments.babi import synthetic, train
-from experiments.babi.configs import default
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from experiments.babi import synthetic, train  # noqa: E402
+from experiments.babi.configs import default  # noqa: E402
+
+GOAL_SPEEDUP = 30.0  # the issue's goal: memjax >= 30x the numpy MemN2N at batch 32
 
 # ----------------------------------------------------------------------------- numpy MemN2N
 
@@ -146,12 +154,14 @@ def np_sgd_step(params, grads, lr=0.01, max_norm=40.0):
 # ----------------------------------------------------------------------------- benchmark
 
 
-def load(memory_size=50):
+def load(memory_size=50, synthetic_only=False):
+  if synthetic_only:
+    return synthetic.load_arrays(num_train=2000, memory_size=memory_size), "generated"
   try:
     config = default.get_config()
     return train.load_data(config, list(range(1, 21))), "bAbI en (joint 1k)"
   except Exception as e:  # noqa: BLE001 - any missing-data error: fall back to generated data
-    print(f"(bAbI unavailable: {type(e).__name__}; using generated task-1-like data)")
+    print(f"(bAbI unavailable: {type(e).__name__}; using generated data)", file=sys.stderr)
     return synthetic.load_arrays(num_train=20000, memory_size=memory_size), "generated"
 
 
@@ -198,9 +208,11 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--results", default="", help="results.json of a joint run")
   parser.add_argument("--seconds", type=float, default=20.0, help="time per measurement")
+  parser.add_argument("--batches", default="32,256", help="comma-separated batch sizes")
+  parser.add_argument("--synthetic", action="store_true", help="generated data (smoke runs)")
   args = parser.parse_args()
 
-  data, source = load()
+  data, source = load(synthetic_only=args.synthetic)
   config = default.get_config()
   config.train.random_noise = 0.0
   config.model.empty_attention = False  # the numpy code masks empty slots out of the softmax
@@ -230,33 +242,48 @@ def main():
     np.testing.assert_allclose(np_grads["time"][k], jax_grads[f"time_{k}"], atol=2e-4)
   np_params = {k: [p.astype(np.float32) for p in v] for k, v in np_params.items()}
 
-  print(
-    f"MemN2N training speed, {source}: PE TE, adjacent, {hops} hops, d={d}, "
-    f"memory {config.data.memory_size}, SGD + clip 40; {jax.device_count()} "
-    f"{jax.devices()[0].platform} device(s), {os.cpu_count()} CPUs"
-  )
-  print(
-    "memjax = the experiment's jitted epoch (story-length buckets); 'padded' = the same "
-    "on all 50 memory rows, like the numpy code"
-  )
-  print(
-    f"{'batch':>5}  {'numpy ex/s':>11}  {'memjax padded':>13}  {'memjax ex/s':>12}  {'speed-up':>8}"
+  _common.emit(
+    {
+      "figure": "setup",
+      "data": source,
+      "model": f"PE TE, adjacent, {hops} hops, d={d}, memory {config.data.memory_size}",
+      "optimizer": "SGD, gradient norm clipped at 40",
+      "memjax": "the experiment's jitted epoch (story-length buckets); 'padded': all "
+      "memory rows, like the numpy code",
+      "env": _common.environment(_REMOVED),
+    }
   )
   out = {}
-  for batch in (32, 256):
+  for batch in [int(b) for b in args.batches.split(",")]:
     cpu = numpy_speed(np_params, data.train, batch, args.seconds)
     padded = memjax_speed(config, data, batch, args.seconds, buckets=False)
     jx = memjax_speed(config, data, batch, args.seconds)
     out[batch] = {"numpy": cpu, "memjax_padded": padded, "memjax": jx, "speedup": jx / cpu}
-    print(f"{batch:>5}  {cpu:11.0f}  {padded:13.0f}  {jx:12.0f}  {jx / cpu:7.1f}x", flush=True)
+    record = {
+      "figure": "train_examples_per_s",
+      "batch": batch,
+      "numpy": round(cpu),
+      "memjax_padded": round(padded),
+      "memjax": round(jx),
+      "speedup_vs_numpy": round(jx / cpu, 1),
+      "load": _common.load(),
+    }
+    if batch == 32:
+      record["goal_speedup"] = GOAL_SPEEDUP
+      record["meets_goal"] = jx / cpu >= GOAL_SPEEDUP
+    _common.emit(record)
   if args.results and os.path.exists(args.results):
     with open(args.results) as f:
       r = json.load(f)
     m = r["metrics"]
-    print(
-      f"joint run ({args.results}): wall time {r['wall_time_s']:.0f} s, training "
-      f"{m.get('train_examples_per_second') or 0:.0f} examples/s, mean test error "
-      f"{m['mean_test_error']:.1f}%"
+    _common.emit(
+      {
+        "figure": "joint_run",
+        "results": args.results,
+        "wall_time_s": round(r["wall_time_s"], 1),
+        "train_examples_per_s": round(m.get("train_examples_per_second") or 0),
+        "mean_test_error": m["mean_test_error"],
+      }
     )
   return out
 
