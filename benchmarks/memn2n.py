@@ -24,7 +24,8 @@ What moved it, measured on the bucketed epoch at batch 32 (one process per varia
   scatter-add gradient skip the padding slots (about half of a story's word slots):
   41.7k -> 57.1k ex/s together with the next item;
 * random noise (RN) without a sort, from one draw of uniforms per epoch (was an argsort
-  and two small threefry draws per step: ~9% of the step);
+  and two small threefry draws per step: ~9% of the step). This one helps the experiment,
+  which trains with RN; this benchmark runs without RN, like the numpy code;
 * the K+1 memory tables side by side, one gather of ``[V, (K+1) d]`` rows: XLA's CPU
   scatter-add runs 4-5x faster on 200-float rows than on four of 50 (the concatenate must
   be materialised, or XLA fuses it into the gather): 57k -> 62-66k ex/s.
