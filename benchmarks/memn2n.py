@@ -18,7 +18,8 @@ benchmarks/memn2n.py``), numpy / memjax padded / memjax ex/s:
     batch 256:  2,215 / 15,145 / 53,065   24.0x numpy
 
 Before the changes below (same command, quiet): batch 32 2,768 / 10,834 / 45,398 (16.4x).
-What moved it, measured on the bucketed epoch at batch 32 (one process per variant):
+What moved it, measured on the experiment's bucketed epoch (default.py: RN, reference PE) at
+batch 32, one process per variant:
 
 * the null word read past the end of the table (``take(mode='fill')``): the gather and its
   scatter-add gradient skip the padding slots (about half of a story's word slots):
