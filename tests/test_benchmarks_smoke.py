@@ -1,4 +1,7 @@
-"""Smoke run of benchmarks/retrieval.py --small: it must print valid JSON lines."""
+"""Smoke runs of the benchmarks (retrieval --small, memn2n on generated data): valid JSON lines.
+
+The memn2n run also checks the numpy MemN2N's gradient against JAX's (it asserts before timing).
+"""
 
 import json
 import os
@@ -8,15 +11,15 @@ import sys
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def records():
-  env = dict(os.environ, JAX_PLATFORMS="cpu", OPENBLAS_CORETYPE="Haswell")
+def _run(script: str, *args: str, **extra_env: str) -> list[dict]:
+  """Runs ``benchmarks/<script>`` on one CPU device; its stdout must be JSON lines only."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **extra_env)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user would run it
   proc = subprocess.run(
-    [sys.executable, str(SCRIPT), "--small", "--repeats=2"],
+    [sys.executable, str(BENCHMARKS / script), *args],
     capture_output=True,
     text=True,
     timeout=300,
@@ -26,6 +29,11 @@ def records():
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [line for line in proc.stdout.splitlines() if line.strip()]
   return [json.loads(line) for line in lines]  # fails on any non-JSON line
+
+
+@pytest.fixture(scope="module")
+def records():
+  return _run("retrieval.py", "--small", "--repeats=2", OPENBLAS_CORETYPE="Haswell")
 
 
 def test_environment_line(records):
@@ -55,3 +63,12 @@ def test_one_figure_per_method(records):
   if "faiss" in by_method:
     assert by_method["faiss"]["ratio_to_faiss"] == 1.0
     assert "goal_met" in by_method["memjax_f32"]
+
+
+def test_memn2n_benchmark_smoke():
+  records = _run("memn2n.py", "--synthetic", "--seconds=0.2", "--batches=32")
+  assert records[0]["figure"] == "setup" and records[0]["data"] == "generated"
+  (fig,) = [r for r in records if r["figure"] == "train_examples_per_s"]
+  assert fig["batch"] == 32 and fig["numpy"] > 0 and fig["memjax"] > 0
+  assert abs(fig["speedup_vs_numpy"] - fig["memjax"] / fig["numpy"]) < 0.1
+  assert fig["goal_speedup"] == 30.0 and isinstance(fig["meets_goal"], bool)
