@@ -191,3 +191,28 @@ def test_clip_each_by_norm_known_answer():
   out, _ = clip.update(grads, clip.init(grads))
   np.testing.assert_allclose(out["a"], [0.6, 0.8], rtol=1e-6)  # norm 5 -> 1
   np.testing.assert_allclose(out["b"], [0.3, 0.4], rtol=1e-6)  # norm 0.5: unchanged
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_make_optimizer_steps_like_optax(name):
+  config = default.get_config()
+  config.train.optimizer = name
+  config.train.learning_rate = 0.1
+  params = {"w": np.array([1.0, -2.0], np.float32)}
+  grads = {"w": np.array([30.0, 40.0], np.float32)}  # norm 50 > 40: clipped to [24, 32]
+  opt = train.make_optimizer(config)
+  updates, _ = opt.update(grads, opt.init(params), params)
+  # SGD moves by -lr * g; Adam's first step by -lr * sign(g) (m / sqrt(v) = +-1).
+  expected = [-2.4, -3.2] if name == "sgd" else [-0.1, -0.1]
+  np.testing.assert_allclose(updates["w"], expected, rtol=1e-4)
+  # The epoch loop sets the learning rate in the state; both optimizers must expose it.
+  state = train._with_lr(opt.init(params), 0.05)
+  updates, _ = opt.update(grads, state, params)
+  np.testing.assert_allclose(updates["w"], np.array(expected) / 2, rtol=1e-4)
+
+
+def test_make_optimizer_rejects_unknown_name():
+  config = default.get_config()
+  config.train.optimizer = "adagrad"
+  with pytest.raises(ValueError, match="train.optimizer='adagrad'"):
+    train.make_optimizer(config)

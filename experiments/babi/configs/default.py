@@ -63,6 +63,7 @@ def get_config(arg=None):
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32  # the paper
+  config.train.optimizer = "sgd"  # 'sgd' (the paper) or 'adam' (our 10k recipe, per_task_10k.py)
   config.train.learning_rate = 0.005  # eta after LS (reference code: 0.005; paper text: 0.01)
   config.train.anneal_every = 15  # halve eta every 15 epochs (joint), 25 (per task)
   config.train.anneal_factor = 0.5
