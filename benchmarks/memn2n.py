@@ -72,6 +72,9 @@ from experiments.babi import synthetic, train  # noqa: E402
 from experiments.babi.configs import default  # noqa: E402
 
 GOAL_SPEEDUP = 30.0  # the issue's goal: memjax >= 30x the numpy MemN2N at batch 32
+# The issue quotes "about 4,300 examples/s" for its numpy MemN2N on this machine; ours
+# measures less (see the docstring), so each batch-32 line gives both ratios.
+ISSUE_NUMPY_EX_PER_S = 4300.0
 
 # ----------------------------------------------------------------------------- numpy MemN2N
 
@@ -275,6 +278,8 @@ def main():
     if batch == 32:
       record["goal_speedup"] = GOAL_SPEEDUP
       record["meets_goal"] = jx / cpu >= GOAL_SPEEDUP
+      record["issue_numpy"] = ISSUE_NUMPY_EX_PER_S
+      record["speedup_vs_issue_numpy"] = round(jx / ISSUE_NUMPY_EX_PER_S, 1)
     _common.emit(record)
   if args.results and os.path.exists(args.results):
     with open(args.results) as f:

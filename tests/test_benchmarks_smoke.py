@@ -72,3 +72,4 @@ def test_memn2n_benchmark_smoke():
   assert fig["batch"] == 32 and fig["numpy"] > 0 and fig["memjax"] > 0
   assert abs(fig["speedup_vs_numpy"] - fig["memjax"] / fig["numpy"]) < 0.1
   assert fig["goal_speedup"] == 30.0 and isinstance(fig["meets_goal"], bool)
+  assert abs(fig["speedup_vs_issue_numpy"] - fig["memjax"] / fig["issue_numpy"]) < 0.1
