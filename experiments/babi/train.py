@@ -460,14 +460,15 @@ def _task_label(tasks):
 
 
 def select(config, results: list[dict]) -> dict[int, dict]:
-  """The chosen unit per task: lowest validation error (per task in per-task mode)."""
+  """The chosen unit per task: lowest validation error (per task in per-task mode); ties go
+  to the earlier unit (the lower restart)."""
   chosen = {}
   if config.mode == "joint":
-    best = min(results, key=lambda r: (r["validation_error"], r["restart"]))
+    best = min(results, key=lambda r: (r["validation_error"], r["index"]))
     return {t: best for t in config.tasks}
   for t in config.tasks:
     mine = [r for r in results if r["tasks"] == [t]]
-    chosen[t] = min(mine, key=lambda r: (r["validation_error"], r["restart"]))
+    chosen[t] = min(mine, key=lambda r: (r["validation_error"], r["index"]))
   return chosen
 
 
