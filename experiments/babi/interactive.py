@@ -122,7 +122,11 @@ def _tokenizer(config):
 
 
 def load_predictor(workdir: str, task: int | None = None) -> Predictor:
-  """Restores the selected model of a finished run in ``workdir`` (for ``task``, per task)."""
+  """Restores the selected model of a finished run in ``workdir`` (for ``task``, per task).
+
+  ``workdir`` may also hold the output of :mod:`experiments.babi.combine`: the chosen unit
+  is then restored from the run it was trained in.
+  """
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
   config = ml_collections.ConfigDict(results["config"])
@@ -131,6 +135,10 @@ def load_predictor(workdir: str, task: int | None = None) -> Predictor:
   if key not in selected:
     raise ValueError(f"task={task} is not one of the run's tasks {sorted(selected, key=int)}")
   index = int(selected[key])
+  if "combined_from" in results:
+    chosen = results["units"][index]
+    workdir, index = chosen["run_workdir"], chosen["run_index"]
+    config = ml_collections.ConfigDict(results["run_configs"][chosen["run"]])
   with open(os.path.join(workdir, "units", f"unit_{index:03d}.json")) as f:
     unit = json.load(f)
   words = unit["vocab"]["words"] if isinstance(unit["vocab"], dict) else unit["vocab"]

@@ -5,7 +5,7 @@ import json
 import pytest
 from absl import flags
 
-from experiments.babi import combine, train
+from experiments.babi import combine, interactive, train
 from experiments.babi.configs import per_task_10k, smoke
 
 
@@ -84,6 +84,13 @@ def test_combine_command_writes_results(tmp_path, capsys):
   assert len(r["units"]) == 2 and "mean_test_error" in r["metrics"]
   chosen = r["metrics"]["selected_run"]["1"]
   assert f"({chosen}) chosen for 1 task(s): 1" in out
+  # The interactive mode restores the chosen unit from the run that trained it.
+  combined = interactive.load_predictor(str(tmp_path / "ab"), task=1)
+  direct = interactive.load_predictor(chosen, task=1)
+  assert combined.config.train.optimizer == direct.config.train.optimizer
+  story = ["Mary moved to the bathroom.", "John went to the hallway."]
+  a, b = combined.answer(story, "Where is Mary?"), direct.answer(story, "Where is Mary?")
+  assert a.answer == b.answer and a.probability == pytest.approx(b.probability)
 
 
 def test_per_task_10k_recipes():
