@@ -37,7 +37,8 @@ multiply-and-sum instead of dots, a softmax over empty slots without logaddexp, 
 weights as one [S, d] array, the K+1 tables stored as one [V, (K+1) d] parameter (so no
 concatenate/split per step: 60.6-61.3k vs 60.9-61.3k ex/s), XLA's legacy (non-thunk)
 runtime flag, two CPU devices with the batch sharded (+5% before the changes), the epoch's
-scan unrolled 2 or 4 steps (2026-11-25, same process: 37-45k vs 32-38k at unroll 4); earlier:
+scan unrolled 2 or 4 steps (2026-11-25, one process, alternating, busy machine: unroll 1
+37-45k in 5 trials, 2 33-37k in 2, 4 32-38k in 4 and one 56k outlier); earlier:
 XLA's scheduler/threading flags (45k -> 25k), each sentence as one matmul of weighted word
 counts (45k -> 11k), gather modes.
 What is left in a bucketed step (one traced step of 8-row stories: ~480 us, ~170 XLA ops,
