@@ -5,10 +5,12 @@
 Runs that differ in one setting (say the optimiser: the paper's SGD and our Adam recipe)
 become candidates of one model selection, exactly like the restarts within a run: per task
 (joint: overall) the unit with the lowest validation error is kept, ties going to the
-earlier run and restart. Test errors are read only for the chosen units. The runs must
-agree on what is evaluated (mode, tasks, data folder, memory size, validation split);
-otherwise this refuses and names the setting. Writes ``results.json`` (metrics, every
-unit with its run, each run's config) and prints the table beside the paper's.
+earlier run and restart. The choice reads validation errors only. The runs must agree on
+what is evaluated (mode, tasks, data folder, memory size, validation split); otherwise
+this refuses and names the setting. Writes ``results.json`` (metrics, every unit with its
+run's workdir as given, each run's config) and prints the table beside the paper's;
+``experiments.babi.interactive`` on the combined workdir restores the chosen unit from
+that run (a relative workdir resolves from the current directory).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Tests for experiments/babi/combine.py: selection across finished runs on validation."""
 
 import json
+import shutil
 
 import pytest
 from absl import flags
@@ -25,9 +26,22 @@ def _run(path, optimizer, lr):
   return json.loads((path / "results.json").read_text())
 
 
-def test_combine_picks_lowest_validation_error_across_runs(tmp_path):
-  a = _run(tmp_path / "sgd", "sgd", 0.005)
-  b = _run(tmp_path / "adam", "adam", 0.01)
+@pytest.fixture(scope="module")
+def _trained(tmp_path_factory):
+  """One SGD and one Adam run, trained once; each test works on its own copies."""
+  root = tmp_path_factory.mktemp("runs")
+  return {"sgd": _run(root / "sgd", "sgd", 0.005), "adam": _run(root / "adam", "adam", 0.01)}, root
+
+
+def _copies(trained, tmp_path):
+  runs, root = trained
+  for name in runs:
+    shutil.copytree(root / name, tmp_path / name)
+  return runs["sgd"], runs["adam"]
+
+
+def test_combine_picks_lowest_validation_error_across_runs(_trained, tmp_path):
+  a, b = _copies(_trained, tmp_path)
   metrics, _, wall, extra = combine.combine([str(tmp_path / "sgd"), str(tmp_path / "adam")])
   (ua,), (ub,) = a["units"], b["units"]
   # The lower validation error wins; a tie goes to the first run.
@@ -52,9 +66,10 @@ def test_combine_picks_lowest_validation_error_across_runs(tmp_path):
     assert metrics["mean_test_error"] == pytest.approx(src["units"][0]["test_error"])
 
 
-def test_combine_refuses_runs_that_are_not_comparable(tmp_path):
-  _run(tmp_path / "a", "sgd", 0.005)
-  _run(tmp_path / "b", "sgd", 0.01)
+def test_combine_refuses_runs_that_are_not_comparable(_trained, tmp_path):
+  _copies(_trained, tmp_path)
+  shutil.move(tmp_path / "sgd", tmp_path / "a")
+  shutil.move(tmp_path / "adam", tmp_path / "b")
   path = tmp_path / "b" / "results.json"
   r = json.loads(path.read_text())
   r["config"]["data"]["memory_size"] = 50
@@ -67,9 +82,10 @@ def test_combine_refuses_runs_that_are_not_comparable(tmp_path):
     combine.combine([str(tmp_path / "a")])
 
 
-def test_combine_command_writes_results(tmp_path, capsys):
-  _run(tmp_path / "a", "sgd", 0.005)
-  _run(tmp_path / "b", "adam", 0.01)
+def test_combine_command_writes_results(_trained, tmp_path, capsys):
+  _copies(_trained, tmp_path)
+  shutil.move(tmp_path / "sgd", tmp_path / "a")
+  shutil.move(tmp_path / "adam", tmp_path / "b")
   capsys.readouterr()
   flags.FLAGS(
     ["combine", f"--workdirs={tmp_path / 'a'},{tmp_path / 'b'}", f"--workdir={tmp_path / 'ab'}"]
