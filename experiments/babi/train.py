@@ -34,6 +34,7 @@ import tqdm
 from experiments.babi import paper_results, synthetic
 from memjax.models import memn2n
 from memjax.train import Checkpointer, data_mesh, replicate, write_json_atomic, write_results
+from memjax.train import clip as clip_lib
 from memjax.train.compile import compiler_options
 from memjax.train.parallel import batch_sharding
 
@@ -111,21 +112,6 @@ def make_model(config, vocab_size: int, sentence_size: int = 0) -> memn2n.MemN2N
   )
 
 
-def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
-  """Clips every parameter array's gradient to ``max_norm`` separately (the reference code)."""
-
-  def update(updates, state, params=None):
-    del params
-
-    def clip(g):
-      norm = jnp.sqrt(jnp.sum(g * g))
-      return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
-
-    return jax.tree.map(clip, updates), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
-
-
 OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
 
 
@@ -133,7 +119,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
   """Clip the gradient norm, then ``train.optimizer`` (SGD, the paper's, by default) whose
   learning rate lives in the state."""
   per_param = config.train.get("clip_per_param", False)
-  clip = clip_each_by_norm if per_param else optax.clip_by_global_norm
+  clip = clip_lib.clip_each_by_norm if per_param else clip_lib.clip_by_global_norm
   name = config.train.get("optimizer", "sgd")
   if name not in OPTIMIZERS:
     raise ValueError(f"train.optimizer={name!r} must be one of {sorted(OPTIMIZERS)}")
