@@ -145,41 +145,50 @@ def _with_lr(opt_state, lr):
   return (clip_state, sgd_state._replace(hyperparams=hyper))
 
 
-def length_buckets(split: dict, sizes, memory_size: int) -> list[dict]:
-  """Splits examples by story length: bucket b keeps rows ``[:M_b]`` of its stories.
+def length_buckets(split: dict, sizes, memory_size: int, word_sizes=()) -> list[dict]:
+  """Splits examples by story length (and sentence length): cuts each bucket's padding.
 
   Stories are left-aligned, so a story of n <= M_b sentences loses nothing when cut to
   M_b rows, and the model's answer is unchanged; most bAbI stories are short (median 7
-  sentences in en), so this saves most of the work on empty memory rows. Each bucket's
-  sentences and questions are cut to its longest one as well (words are left-aligned).
+  sentences in en), so this saves most of the work on empty memory rows. Sentences and
+  questions are left-aligned too: each bucket is cut to its longest one, and
+  ``word_sizes`` splits the buckets further by that length (bAbI en: half the examples
+  have no sentence over 7 words, a tenth have one of 10-11), so short sentences are not
+  padded to the longest in the data.
 
   Args:
     split: arrays with ``story [E, M, S]``, ``query [E, S]``, ``answer [E]``.
     sizes: bucket row counts (those >= memory_size are dropped; memory_size is added).
     memory_size: M.
+    word_sizes: bucket sentence lengths (words); () = one per row bucket.
 
   Returns:
-    The non-empty buckets, each a dict of numpy arrays with ``story [E_b, M_b, S_b]``.
+    The non-empty buckets, ordered by (rows, words), each a dict of numpy arrays with
+    ``story [E_b, M_b, S_b]``.
   """
   sizes = sorted({int(x) for x in sizes if 0 < x < memory_size} | {memory_size})
   count = np.sum(np.any(split["story"] != 0, axis=-1), axis=-1)
-  bucket = np.searchsorted(np.asarray(sizes), count)  # smallest size >= count
-  out = []
   words = np.maximum(
     np.max(np.sum(split["story"] != 0, axis=-1), axis=-1), np.sum(split["query"] != 0, axis=-1)
   )
-  for b, rows in enumerate(sizes):
-    idx = np.flatnonzero(bucket == b)
-    if idx.size:
-      rows = max(1, int(count[idx].max()))  # no bucket keeps rows that are empty in all
-      cols = max(1, int(words[idx].max()))  # words are left-aligned too: cut S as well
-      out.append(
-        {
-          "story": split["story"][idx, :rows, :cols],
-          "query": split["query"][idx, :cols],
-          "answer": split["answer"][idx],
-        }
-      )
+  longest = split["story"].shape[-1]
+  word_sizes = sorted({int(x) for x in word_sizes if 0 < x < longest} | {longest})
+  bucket = np.searchsorted(np.asarray(sizes), count)  # smallest size >= count
+  word_bucket = np.searchsorted(np.asarray(word_sizes), words)
+  out = []
+  for b in range(len(sizes)):
+    for w in range(len(word_sizes)):
+      idx = np.flatnonzero((bucket == b) & (word_bucket == w))
+      if idx.size:
+        rows = max(1, int(count[idx].max()))  # no bucket keeps rows that are empty in all
+        cols = max(1, int(words[idx].max()))  # words are left-aligned too: cut S as well
+        out.append(
+          {
+            "story": split["story"][idx, :rows, :cols],
+            "query": split["query"][idx, :cols],
+            "answer": split["answer"][idx],
+          }
+        )
   return out
 
 
@@ -351,7 +360,12 @@ def train_unit(config, workdir: str, index: int, unit: dict, data, mesh) -> dict
     _, state, meta = restored
     print(f"unit {index}: resumed at epoch {meta['epoch']} ({meta['phase']} phase)")
   state = replicate(state, mesh)
-  train = replicate(length_buckets(data.train, tc.bucket_sizes, config.data.memory_size), mesh)
+  train = replicate(
+    length_buckets(
+      data.train, tc.bucket_sizes, config.data.memory_size, tc.get("word_bucket_sizes", ())
+    ),
+    mesh,
+  )
   train_epoch = _cached("train", model, config, mesh, make_train_epoch)
   evaluate = _cached("evaluate", model, config, mesh, make_evaluate)
 

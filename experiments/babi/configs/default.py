@@ -81,4 +81,5 @@ def get_config(arg=None):
   config.train.checkpoint_every_epochs = 5
   config.train.eval_batch_size = 1000
   config.train.bucket_sizes = (4, 8, 16, 32)  # story-length buckets (speed only; + memory_size)
+  config.train.word_bucket_sizes = (6, 8)  # ... split by sentence length (speed only)
   return config

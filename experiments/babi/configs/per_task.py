@@ -25,4 +25,5 @@ def get_config(arg=None):
   config.train.anneal_every = 25
   config.train.ls_max_epochs = 20
   config.train.bucket_sizes = ()  # one task's stories are alike: one compiled step per task
+  config.train.word_bucket_sizes = ()
   return config

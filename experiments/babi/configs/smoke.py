@@ -26,4 +26,5 @@ def get_config(arg=None):
   config.train.checkpoint_every_epochs = 1
   config.train.eval_batch_size = 100
   config.train.bucket_sizes = ()
+  config.train.word_bucket_sizes = ()
   return config

@@ -42,6 +42,7 @@ def get_config(arg=None):
     config.train.anneal_every = 25
     config.train.ls_max_epochs = 20
     config.train.bucket_sizes = ()
+    config.train.word_bucket_sizes = ()
   config.data.lang = "en" if size == "1k" else "en-10k"
   config.model.num_hops = int(hops)
   config.model.encoding = "bow" if features == "bow" else "pe"
