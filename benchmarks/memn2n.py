@@ -9,42 +9,70 @@ a joint run's ``results.json``, its wall time.
     python benchmarks/memn2n.py [--results runs/babi_joint_1k/results.json] [--seconds 20]
 
 The data is bAbI en (``$MEMJAX_DATA_DIR``) when present, else generated task-1-like data
-(``--synthetic`` forces it; the test suite's smoke run uses it).
+(``--synthetic`` forces it; the test suite's smoke run uses it). numpy, memjax padded and
+memjax take turns (``--rounds``, 5 turns of ``--seconds / 5`` each): this machine's speed
+drifts by up to 2x within minutes, and taking turns puts the same drift on each. The
+speed-up is the median of the per-round ratios; each round's ratio is printed too.
 
-Measured on a quiet machine (2 CPU cores, load < 2; ``flock /tmp/memjax_cpu.lock python
-benchmarks/memn2n.py``), numpy / memjax padded / memjax ex/s:
+Measured (2 CPU cores; ``flock /tmp/memjax_cpu.lock python benchmarks/memn2n.py``), numpy /
+memjax padded / memjax ex/s (medians over rounds):
 
-    batch 32:   2,631 / 21,310 / 67,538   25.7x numpy   (goal 30x: not met)
-    batch 256:  2,215 / 15,145 / 53,065   24.0x numpy
+    batch 32, run 1:   1,982 / 15,768 / 64,250   32.4x numpy (rounds 29.3-40.5)
+    batch 32, run 2:   2,532 / 22,259 / 78,895   31.3x numpy (rounds 29.4-31.7)
+    batch 256, run 1:  2,026 / 13,792 / 52,852   26.3x numpy
+    batch 256, run 2:  2,112 / 15,045 / 58,019   27.3x numpy
 
-Before the changes below (same command, quiet): batch 32 2,768 / 10,834 / 45,398 (16.4x).
-What moved it, measured on the experiment's bucketed epoch (default.py: RN, reference PE) at
-batch 32, one process per variant:
+(2026-11-25, two runs, load 1.3-2.1.) The issue's goal, 30x at batch 32, is met; against
+the issue's quoted numpy figure (4,300 ex/s) memjax is 14.9x / 18.3x.
 
-* the null word read past the end of the table (``take(mode='fill')``): the gather and its
-  scatter-add gradient skip the padding slots (about half of a story's word slots):
-  41.7k -> 57.1k ex/s together with the next item;
-* random noise (RN) without a sort, from one draw of uniforms per epoch (was an argsort
-  and two small threefry draws per step: ~9% of the step). This one helps the experiment,
-  which trains with RN; this benchmark runs without RN, like the numpy code;
-* the K+1 memory tables side by side, one gather of ``[V, (K+1) d]`` rows: XLA's CPU
-  scatter-add runs 4-5x faster on 200-float rows than on four of 50 (the concatenate must
-  be materialised, or XLA fuses it into the gather): 57k -> 62-66k ex/s.
+Earlier figures (one measurement each, in sequence, not in turns; quiet machine):
+batch 32 2,631 / 21,310 / 67,538 (25.7x) before the 2026-11-25 changes below; 2,768 /
+10,834 / 45,398 (16.4x) before the 2026-11-24 ones.
 
-Tried and not kept (no change beyond the noise): the per-array gradient norms as dots or
-stacked by shape, the answer matrix materialised in [d, V] layout, attention as
-multiply-and-sum instead of dots, a softmax over empty slots without logaddexp, the PE
-weights as one [S, d] array, the K+1 tables stored as one [V, (K+1) d] parameter (so no
-concatenate/split per step: 60.6-61.3k vs 60.9-61.3k ex/s), XLA's legacy (non-thunk)
-runtime flag, two CPU devices with the batch sharded (+5% before the changes), the epoch's
-scan unrolled 2 or 4 steps (2026-11-25, one process, alternating, busy machine: unroll 1
-37-45k in 5 trials, 2 33-37k in 2, 4 32-38k in 4 and one 56k outlier); earlier:
-XLA's scheduler/threading flags (45k -> 25k), each sentence as one matmul of weighted word
-counts (45k -> 11k), gather modes.
-What is left in a bucketed step (one traced step of 8-row stories: ~480 us, ~170 XLA ops,
-nearly all on one core): the gather + PE sum and the scatter-add gradient with its
-[B, M, S, 4d] update tensor (~25%, more for longer stories), the answer layer's three
-small matmuls (~11%), the per-array norm reductions (~12%), and ~150 ops of 1-3 us each.
+What moved it, measured on the experiment's epoch at batch 32 (one process, variants
+compiled side by side and timed in turns):
+
+* 2026-11-25: the PE weights built at the width they multiply (``[..., S, (K+1) d]``)
+  with the coordinates ``k`` as a numpy constant: XLA's CPU backend had recomputed ``k``
+  from a flat index (a division by d) for every element of the gather-multiply-sum and of
+  its gradient; PE then cost ~35% of the step (BoW was 1.54x faster), now ~6%: +19-22%;
+* 2026-11-25: gradient clipping with one reduction for the global norm (one per leaf
+  size for per-array clipping; ``memjax.train.clip``) instead of one per leaf: +7-8%;
+* 2026-11-25: the joint config's batches also bucketed by sentence length
+  (``word_bucket_sizes=(6, 8)``, 13 buckets instead of 5; a fifth fewer word slots):
+  +5.6%, compile 9 s -> 19 s (19 buckets: +8.5%, 32 s);
+* 2026-11-24: the null word read past the end of the table (``take(mode='fill')``): the
+  gather and its scatter-add gradient skip the padding slots (about half of a story's
+  word slots); 41.7k -> 57.1k ex/s together with the next item;
+* 2026-11-24: random noise (RN) without a sort, from one draw of uniforms per epoch (was
+  an argsort and two small threefry draws per step: ~9% of the step). This one helps the
+  experiment, which trains with RN; this benchmark runs without RN, like the numpy code;
+* 2026-11-24: the K+1 memory tables side by side, one gather of ``[V, (K+1) d]`` rows:
+  XLA's CPU scatter-add runs 4-5x faster on 200-float rows than on four of 50 (the
+  concatenate must be materialised, or XLA fuses it into the gather): 57k -> 62-66k ex/s.
+
+Tried and not kept (no change beyond the noise, or slower): the PE as a gather from a
+small [J, S, (K+1) d] constant table (-13%), as a K=2 matmul of per-word coefficients
+(slower), as two weighted sums of per-word scalars (slower: XLA fuses the coefficients
+back into every element); the embedding gradient as S per-position scatters or through
+a custom VJP (same); each batch in two halves for the two cores (same); XLA CPU flags
+(fast math, multi-output fusion, the concurrency scheduler, no new fusion emitters, no
+tiled emitter: 25% slower; single-threaded Eigen: slower; no tree-reduction rewrite:
+same); the global norm's sum as row sums or per-leaf column sums (slower than one
+flat sum); the per-array gradient norms as dots or stacked by shape; the answer matrix
+materialised in [d, V] layout; attention as multiply-and-sum instead of dots; a softmax
+over empty slots without logaddexp; the K+1 tables stored as one [V, (K+1) d] parameter;
+XLA's legacy (non-thunk) runtime flag; two CPU devices with the batch sharded (+5%);
+the epoch's scan unrolled 2 or 4 steps; XLA's scheduler/threading flags (45k -> 25k);
+each sentence as one matmul of weighted word counts (45k -> 11k); gather modes.
+
+What is left (2026-11-25, batch 32): a step on stories cut to 1 row of 2 words, which
+keeps only the work that does not grow with the story, runs at 182k ex/s (175 us) where
+the whole epoch runs at ~50k (same process, busy machine): the answer layer's three
+[32, 50] x [50, V] matmuls (near Eigen's single-core peak), the softmax cross-entropy,
+the clip and the updates of 8 tables, ~100 XLA ops. The rest grows with the story: the
+gather-multiply-sum over ``[B, M, S, (K+1) d]`` and its gradient (the update tensor and
+the scatter-add), the time embeddings (without TE: +6%), the hops.
 
 The epoch is jitted without XLA's YNNPACK library fusions on CPU
 (``memjax.train.compile``; XLA's defaults: 1.45-1.6x slower). On 2 busy cores the figures

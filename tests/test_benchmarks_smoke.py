@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
@@ -70,6 +71,8 @@ def test_memn2n_benchmark_smoke():
   assert records[0]["figure"] == "setup" and records[0]["data"] == "generated"
   (fig,) = [r for r in records if r["figure"] == "train_examples_per_s"]
   assert fig["batch"] == 32 and fig["numpy"] > 0 and fig["memjax"] > 0
-  assert abs(fig["speedup_vs_numpy"] - fig["memjax"] / fig["numpy"]) < 0.1
+  # The speed-up is the median of the rounds' ratios (numpy and memjax take turns).
+  assert len(fig["speedup_per_round"]) == 5
+  assert abs(fig["speedup_vs_numpy"] - np.median(fig["speedup_per_round"])) < 0.06
   assert fig["goal_speedup"] == 30.0 and isinstance(fig["meets_goal"], bool)
   assert abs(fig["speedup_vs_issue_numpy"] - fig["memjax"] / fig["issue_numpy"]) < 0.1
