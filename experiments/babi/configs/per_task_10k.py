@@ -22,8 +22,9 @@ Two optimiser recipes, 3 restarts each, then the best unit per task on validatio
 Task 3 trains on the 1k training file (the 10k archive lacks it; the run says so). With
 9,000 training stories per task, batches come from story-length buckets (speed only).
 
-Measured (2 CPU cores, ``flock /tmp/memjax_cpu.lock``, the commands above; the paper: 4.2%
-mean, best of 10 restarts, 3 failed):
+Measured (2 CPU cores, ``flock /tmp/memjax_cpu.lock``, the commands above, at commit
+e2e391a: the 2026-11-25 speed changes after it alter float rounding, so a rerun differs
+slightly; the paper: 4.2% mean, best of 10 restarts):
 
 * SGD: 7.4% mean, 4 failed (3: 45.0, 17: 23.9, 18: 9.7, 19: 61.9); 25 min wall.
 * Adam: 4.5% mean, 4 failed (3: 38.9, 7: 6.9, 17: 32.5, 18: 6.7; 19: 2.4); 74 min wall.
