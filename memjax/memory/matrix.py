@@ -42,26 +42,26 @@ class MatrixState(NamedTuple):
 
 
 def init_state(
-  num_slots: int, memory_size: int, dtype: Any = jnp.float32, init_value: float = 0.0
+  num_slots: int, slot_size: int, dtype: Any = jnp.float32, init_value: float = 0.0
 ) -> MatrixState:
   """A memory whose every entry is ``init_value``.
 
   Args:
     num_slots: N, the number of rows.
-    memory_size: D, the row size.
+    slot_size: D, the row size.
     dtype: floating dtype of the memory.
     init_value: the constant every entry starts at (a small constant, by default 0).
 
   Returns:
     :class:`MatrixState` with ``memory [N, D]`` and ``position`` 0.
   """
-  for name, size in (("num_slots", num_slots), ("memory_size", memory_size)):
+  for name, size in (("num_slots", num_slots), ("slot_size", slot_size)):
     if not isinstance(size, int) or size < 1:
       raise ValueError(f"{name} must be a positive int, got {size!r}")
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return MatrixState(
-    memory=jnp.full((num_slots, memory_size), init_value, dtype),
+    memory=jnp.full((num_slots, slot_size), init_value, dtype),
     position=jnp.zeros((), jnp.int32),
   )
 
@@ -230,7 +230,7 @@ class MatrixMemoryCell(nn.RNNCellBase):
 
   Attributes:
     num_slots: N, rows of the memory.
-    memory_size: D, the row size and the output size.
+    slot_size: D, the row size and the output size.
     input_size: features of ``x_t`` at the front of ``x``; None = all of ``x``.
     encoder: a module mapping ``x [*B, F] -> [*B, D]``; None = ``nn.Dense(D)``.
     addressing: ``'ring'`` or ``'content'`` write address.
@@ -244,7 +244,7 @@ class MatrixMemoryCell(nn.RNNCellBase):
     param_dtype: dtype of the parameters.
 
   Example:
-    >>> cell = MatrixMemoryCell(num_slots=10, memory_size=6, input_size=4)
+    >>> cell = MatrixMemoryCell(num_slots=10, slot_size=6, input_size=4)
     >>> x = jnp.ones((3, 10, 4 + 2))               # [B, T, x_t ++ y_t]
     >>> (carry, y), variables = nn.RNN(cell, return_carry=True).init_with_output(
     ...     jax.random.key(0), x)
@@ -253,7 +253,7 @@ class MatrixMemoryCell(nn.RNNCellBase):
   """
 
   num_slots: int
-  memory_size: int
+  slot_size: int
   input_size: int | None = None
   encoder: nn.Module | None = None
   addressing: Addressing = "ring"
@@ -280,14 +280,14 @@ class MatrixMemoryCell(nn.RNNCellBase):
       raise ValueError(f"addressing={self.addressing!r} is not 'ring' or 'content'")
     x_t, _ = _carry.split_input(x, self.input_size)
     _carry.check_carry_batch(carry, x, {"memory": 2, "position": 0})
-    query = nn.Dense(self.memory_size, name="query", param_dtype=self.param_dtype)(x_t)
+    query = nn.Dense(self.slot_size, name="query", param_dtype=self.param_dtype)(x_t)
     encoder = self.encoder
     if encoder is None:
-      encoder = nn.Dense(self.memory_size, name="encoder", param_dtype=self.param_dtype)
+      encoder = nn.Dense(self.slot_size, name="encoder", param_dtype=self.param_dtype)
     encoded = encoder(x)
-    if encoded.shape != x.shape[:-1] + (self.memory_size,):
+    if encoded.shape != x.shape[:-1] + (self.slot_size,):
       raise ValueError(
-        f"encoder output has shape {encoded.shape}, expected {x.shape[:-1] + (self.memory_size,)}"
+        f"encoder output has shape {encoded.shape}, expected {x.shape[:-1] + (self.slot_size,)}"
       )
     strength = self.param("strength", lambda _: jnp.asarray(self.strength_init, self.param_dtype))
 
@@ -312,7 +312,7 @@ class MatrixMemoryCell(nn.RNNCellBase):
     Returns:
       :class:`MatrixState` with ``memory [*B, N, D]``.
     """
-    state = init_state(self.num_slots, self.memory_size, self.dtype, self.init_value)
+    state = init_state(self.num_slots, self.slot_size, self.dtype, self.init_value)
     if self.init_scale > 0:
       noise = jax.random.normal(rng, state.memory.shape, self.dtype) * self.init_scale
       state = state._replace(memory=state.memory + noise)

@@ -21,7 +21,7 @@ training: the memory starts at a small constant (1e-6, so the first content weig
 are uniform and finite), every head starts focused on slot 0, the reads start at
 zero, and the controller outputs and the logits are clipped to [-20, 20].
 
-    state = init_state(memory_size=128, memory_width=20)
+    state = init_state(num_slots=128, slot_size=20)
     state = step(state, read_heads, write_heads)     # read_heads, write_heads: HeadParams
     reads = state.reads                              # [R, W]
 
@@ -72,8 +72,8 @@ def _check_size(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def init_state(
-  memory_size: int,
-  memory_width: int,
+  num_slots: int,
+  slot_size: int,
   num_read_heads: int = 1,
   num_write_heads: int = 1,
   controller_size: int | None = None,
@@ -83,8 +83,8 @@ def init_state(
   """The initial NTM state: constant memory, heads on slot 0, zero reads.
 
   Args:
-    memory_size: N, the number of memory slots.
-    memory_width: W, the size of a slot.
+    num_slots: N, the number of memory slots.
+    slot_size: W, the size of a slot.
     num_read_heads: R.
     num_write_heads: Wh.
     controller_size: H, the LSTM controller's size (its zero ``(c, h)`` joins the state);
@@ -100,23 +100,23 @@ def init_state(
   Raises:
     ValueError / TypeError: non-positive sizes or a non-floating dtype.
   """
-  _check_size("memory_size", memory_size)
-  _check_size("memory_width", memory_width)
+  _check_size("num_slots", num_slots)
+  _check_size("slot_size", slot_size)
   _check_size("num_read_heads", num_read_heads, 0)
   _check_size("num_write_heads", num_write_heads, 0)
   if controller_size is not None:
     _check_size("controller_size", controller_size)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
-  focus = jax.nn.one_hot(0, memory_size, dtype=dtype)
+  focus = jax.nn.one_hot(0, num_slots, dtype=dtype)
   controller = ()
   if controller_size is not None:
     controller = (jnp.zeros((controller_size,), dtype), jnp.zeros((controller_size,), dtype))
   return NTMState(
-    memory=jnp.full((memory_size, memory_width), memory_init, dtype),
+    memory=jnp.full((num_slots, slot_size), memory_init, dtype),
     read_weights=jnp.tile(focus, (num_read_heads, 1)),
     write_weights=jnp.tile(focus, (num_write_heads, 1)),
-    reads=jnp.zeros((num_read_heads, memory_width), dtype),
+    reads=jnp.zeros((num_read_heads, slot_size), dtype),
     controller=controller,
   )
 
@@ -173,20 +173,20 @@ def write(memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Arra
   return (memory * keep + added).astype(memory.dtype)
 
 
-def head_param_size(memory_width: int, shift_range: int = 1, write: bool = False) -> int:
+def head_param_size(slot_size: int, shift_range: int = 1, write: bool = False) -> int:
   """Raw controller outputs per head: key W, beta, g, 2k+1 shifts, gamma (+ erase, add W).
 
   Args:
-    memory_width: W.
+    slot_size: W.
     shift_range: k, the largest shift (shifts -k..k).
     write: whether the head is a write head (erase and add vectors).
   """
-  size = memory_width + 3 + (2 * shift_range + 1)
-  return size + 2 * memory_width if write else size
+  size = slot_size + 3 + (2 * shift_range + 1)
+  return size + 2 * slot_size if write else size
 
 
 def head_params(
-  raw: jax.Array, memory_width: int, shift_range: int = 1, write: bool = False
+  raw: jax.Array, slot_size: int, shift_range: int = 1, write: bool = False
 ) -> HeadParams:
   """Maps raw controller outputs to constrained head parameters.
 
@@ -194,8 +194,8 @@ def head_params(
   ``gamma = 1 + softplus``, ``erase = sigmoid``, ``add = tanh``.
 
   Args:
-    raw: [..., Hd, P] raw outputs, ``P = head_param_size(memory_width, shift_range, write)``.
-    memory_width: W.
+    raw: [..., Hd, P] raw outputs, ``P = head_param_size(slot_size, shift_range, write)``.
+    slot_size: W.
     shift_range: k.
     write: whether these are write heads.
 
@@ -204,14 +204,14 @@ def head_params(
   """
   _checks.check_floating("raw", raw)
   _checks.check_min_rank("raw", raw, 1, "[..., P]")
-  p = head_param_size(memory_width, shift_range, write)
+  p = head_param_size(slot_size, shift_range, write)
   _checks.check_last_dim(
     "raw",
     raw,
     p,
-    f"head_param_size(memory_width={memory_width}, shift_range={shift_range}, write={write})",
+    f"head_param_size(slot_size={slot_size}, shift_range={shift_range}, write={write})",
   )
-  w, s = memory_width, 2 * shift_range + 1
+  w, s = slot_size, 2 * shift_range + 1
   key, beta, gate = raw[..., :w], raw[..., w], raw[..., w + 1]
   shift = raw[..., w + 2 : w + 2 + s]
   gamma = raw[..., w + 2 + s]
@@ -295,8 +295,8 @@ class NTMCell(nn.RNNCellBase):
 
   Attributes:
     output_size: size of ``y``.
-    memory_size: N, the number of memory slots.
-    memory_width: W, the size of a slot.
+    num_slots: N, the number of memory slots.
+    slot_size: W, the size of a slot.
     num_read_heads: R >= 1.
     num_write_heads: Wh >= 1.
     controller: ``'lstm'`` or ``'feedforward'`` (one tanh layer).
@@ -312,7 +312,7 @@ class NTMCell(nn.RNNCellBase):
     param_dtype: dtype of the parameters.
 
   Example:
-    >>> cell = NTMCell(output_size=8, memory_size=16, memory_width=6, controller_size=32)
+    >>> cell = NTMCell(output_size=8, num_slots=16, slot_size=6, controller_size=32)
     >>> x = jnp.ones((4, 10, 9))               # [B, T, F]
     >>> (carry, y), variables = nn.RNN(cell, return_carry=True).init_with_output(
     ...     jax.random.key(0), x)
@@ -325,8 +325,8 @@ class NTMCell(nn.RNNCellBase):
   """
 
   output_size: int
-  memory_size: int = 128
-  memory_width: int = 20
+  num_slots: int = 128
+  slot_size: int = 20
   num_read_heads: int = 1
   num_write_heads: int = 1
   controller: str = "lstm"
@@ -343,18 +343,17 @@ class NTMCell(nn.RNNCellBase):
       raise ValueError(f"controller={self.controller!r} must be one of {_CONTROLLERS}")
     for name in (
       "output_size",
-      "memory_size",
-      "memory_width",
+      "num_slots",
+      "slot_size",
       "num_read_heads",
       "num_write_heads",
       "controller_size",
     ):
       _check_size(name, getattr(self, name))
     _check_size("shift_range", self.shift_range, 0)
-    if 2 * self.shift_range + 1 > self.memory_size:
+    if 2 * self.shift_range + 1 > self.num_slots:
       raise ValueError(
-        f"shift_range={self.shift_range} needs 2 * shift_range + 1 <= memory_size="
-        f"{self.memory_size}"
+        f"shift_range={self.shift_range} needs 2 * shift_range + 1 <= num_slots={self.num_slots}"
       )
 
   @nn.compact
@@ -377,7 +376,7 @@ class NTMCell(nn.RNNCellBase):
     _checks.check_min_rank("x", x, 1, "[*B, F]")
     batch = x.shape[:-1]
     self._check_carry(carry, batch)
-    r, wh, width, k = self.num_read_heads, self.num_write_heads, self.memory_width, self.shift_range
+    r, wh, width, k = self.num_read_heads, self.num_write_heads, self.slot_size, self.shift_range
     clip = lambda a: jnp.clip(a, -self.clip_value, self.clip_value)
     dense = lambda size, name: nn.Dense(
       size, name=name, dtype=self.dtype, param_dtype=self.param_dtype
@@ -412,10 +411,10 @@ class NTMCell(nn.RNNCellBase):
 
   def _check_carry(self, carry: NTMState, batch: tuple[int, ...]) -> None:
     expect = {
-      "memory": (self.memory_size, self.memory_width),
-      "read_weights": (self.num_read_heads, self.memory_size),
-      "write_weights": (self.num_write_heads, self.memory_size),
-      "reads": (self.num_read_heads, self.memory_width),
+      "memory": (self.num_slots, self.slot_size),
+      "read_weights": (self.num_read_heads, self.num_slots),
+      "write_weights": (self.num_write_heads, self.num_slots),
+      "reads": (self.num_read_heads, self.slot_size),
     }
     for name, shape in expect.items():
       got = getattr(carry, name).shape
@@ -448,8 +447,8 @@ class NTMCell(nn.RNNCellBase):
     del rng
     self._check_attributes()
     state = init_state(
-      self.memory_size,
-      self.memory_width,
+      self.num_slots,
+      self.slot_size,
       self.num_read_heads,
       self.num_write_heads,
       self.controller_size if self.controller == "lstm" else None,

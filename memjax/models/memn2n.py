@@ -289,21 +289,22 @@ class MemN2N(nn.Module):
   Attributes:
     vocab_size: V, the number of word ids (0 = the null/padding word).
     embedding_size: d (the paper: 20 per task, 50 joint).
-    memory_size: the number of time embeddings: the most memory rows M a story may have.
+    num_slots: the number of memory slots (one sentence each) and of time embeddings: the
+      most memory rows M a story may have.
     num_hops: K, 1..3 in the paper (any K >= 1 works).
     encoding: ``'bow'`` or ``'pe'`` (position encoding, also for the question).
     temporal: learn time embeddings ``T_A``/``T_C`` indexed by sentence age (TE).
     tying: ``'adjacent'`` or ``'layerwise'`` (with the linear map H).
     relu: apply a ReLU to ``u`` after each hop.
     init_stddev: the std of the N(0, sigma) initialisation of every weight.
-    empty_attention: the reference code's softmax over all ``memory_size`` slots: each
+    empty_attention: the reference code's softmax over all ``num_slots`` slots: each
       empty slot (zero embedding) scores 0 and reads 0, so the hops can attend to nothing.
       False (default) masks empty slots out.
     pe_length: 0 = the paper's position encoding (J = each sentence's length); J > 0 =
       the reference code's variant with a fixed J (:func:`reference_position_encoding`).
 
   Example:
-    >>> model = MemN2N(vocab_size=20, embedding_size=8, memory_size=5, num_hops=3)
+    >>> model = MemN2N(vocab_size=20, embedding_size=8, num_slots=5, num_hops=3)
     >>> story = jnp.ones((2, 5, 4), jnp.int32); query = jnp.ones((2, 4), jnp.int32)
     >>> params = model.init(jax.random.key(0), story, query)
     >>> logits, attention = model.apply(params, story, query)
@@ -313,7 +314,7 @@ class MemN2N(nn.Module):
 
   vocab_size: int
   embedding_size: int
-  memory_size: int
+  num_slots: int
   num_hops: int = 3
   encoding: Encoding = "pe"
   temporal: bool = True
@@ -331,7 +332,7 @@ class MemN2N(nn.Module):
       return normal(key, shape, jnp.float32)
 
     vd = (self.vocab_size, self.embedding_size)
-    td = (self.memory_size, self.embedding_size)
+    td = (self.num_slots, self.embedding_size)
     hops = range(self.num_hops)
     if self.tying == "adjacent":
       # E_0..E_K: A^k = E_{k-1}, C^k = E_k, B = E_0, W^T = E_K (and the same for time).
@@ -367,7 +368,7 @@ class MemN2N(nn.Module):
 
     Args:
       story: [B, M, S] int32 word ids, the last M sentences oldest first, left-aligned,
-        empty rows (all 0) after them; M <= memory_size (a batch of short stories may
+        empty rows (all 0) after them; M <= num_slots (a batch of short stories may
         be cut to fewer rows: the output is the same).
       query: [B, S] int32 word ids of the question.
       ages: optional [B, M] int32 time indices (default :func:`sentence_ages`; pass
@@ -384,10 +385,10 @@ class MemN2N(nn.Module):
     """
     _checks.check_rank("story", story, 3, "[B, M, S]")
     _checks.check_rank("query", query, 2, "[B, S]")
-    if story.shape[1] > self.memory_size:
+    if story.shape[1] > self.num_slots:
       raise ValueError(
         f"story has {story.shape[1]} memory rows (shape {story.shape}) but the model's "
-        f"memory_size is {self.memory_size}"
+        f"num_slots is {self.num_slots}"
       )
     if query.shape != (story.shape[0], story.shape[2]):
       raise ValueError(
@@ -410,7 +411,7 @@ class MemN2N(nn.Module):
       if linear.shape:
         raise ValueError(f"linear must be a bool scalar, got shape {linear.shape}")
     if self.empty_attention:
-      num_empty = self.memory_size - jnp.sum(mask, axis=-1)  # [B] (rows cut off count too)
+      num_empty = self.num_slots - jnp.sum(mask, axis=-1)  # [B] (rows cut off count too)
       read = jax.vmap(lambda u, m, c, mk, ne: _hop_read(u, m, c, mk, linear, ne))
     else:
       num_empty = None

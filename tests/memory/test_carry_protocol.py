@@ -23,7 +23,7 @@ CELLS = {
     num_slots=4, key_size=3, value_size=2, input_size=3, k=2, policy="lru", update_threshold=0.99
   ),
   "matrix": lambda: matrix.MatrixMemoryCell(
-    num_slots=4, memory_size=3, input_size=3, addressing="content", init_scale=0.1
+    num_slots=4, slot_size=3, input_size=3, addressing="content", init_scale=0.1
   ),
 }
 
@@ -189,7 +189,7 @@ def test_kv_cell_rejects_k_above_capacity_and_unknown_policy():
       jax.random.key(0), x
     )
   with pytest.raises(ValueError, match="addressing='soft'"):
-    nn.RNN(matrix.MatrixMemoryCell(num_slots=4, memory_size=3, addressing="soft")).init(
+    nn.RNN(matrix.MatrixMemoryCell(num_slots=4, slot_size=3, addressing="soft")).init(
       jax.random.key(0), x
     )
 

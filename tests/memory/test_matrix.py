@@ -200,7 +200,7 @@ def test_cell_matches_numpy_loop(addressing):
   n, input_size = 4, 3
   cell = matrix.MatrixMemoryCell(
     num_slots=n,
-    memory_size=5,
+    slot_size=5,
     input_size=input_size,
     addressing=addressing,
     sharpness=2.0,
@@ -218,7 +218,7 @@ def test_cell_matches_numpy_loop(addressing):
 
 def test_cell_ring_rows_are_encodings():
   # With zero init and T <= N, row t is lambda * Encoder(x_t).
-  cell = matrix.MatrixMemoryCell(num_slots=6, memory_size=3, strength_init=2.0)
+  cell = matrix.MatrixMemoryCell(num_slots=6, slot_size=3, strength_init=2.0)
   x = jnp.asarray(np.random.default_rng(4).normal(size=(5, 4)), jnp.float32)  # [T, F], B = ()
   rnn = nn.RNN(cell, return_carry=True, time_major=True)
   variables = rnn.init(jax.random.key(0), x)
@@ -232,7 +232,7 @@ def test_cell_ring_rows_are_encodings():
 def test_cell_user_encoder_and_noise_init():
   encoder = nn.Sequential([nn.Dense(8), nn.tanh, nn.Dense(3)])
   cell = matrix.MatrixMemoryCell(
-    num_slots=4, memory_size=3, input_size=2, encoder=encoder, addressing="content", init_scale=0.1
+    num_slots=4, slot_size=3, input_size=2, encoder=encoder, addressing="content", init_scale=0.1
   )
   x = jnp.ones((2, 5, 4))
   carry0 = cell.initialize_carry(jax.random.key(1), x[:, 0].shape)
@@ -243,6 +243,6 @@ def test_cell_user_encoder_and_noise_init():
   assert set(variables["params"]["cell"]) == {"query", "encoder", "strength"}
   y = rnn.apply(variables, x)
   assert y.shape == (2, 5, 3) and bool(jnp.isfinite(y).all())
-  bad = matrix.MatrixMemoryCell(num_slots=4, memory_size=3, encoder=nn.Dense(7))
+  bad = matrix.MatrixMemoryCell(num_slots=4, slot_size=3, encoder=nn.Dense(7))
   with pytest.raises(ValueError, match="encoder output"):
     nn.RNN(bad).init(jax.random.key(0), x)

@@ -15,7 +15,7 @@ N, W, H, F, OUT = 8, 5, 12, 6, 4
 
 
 def _cell(**kw):
-  args = dict(output_size=OUT, memory_size=N, memory_width=W, controller_size=H)
+  args = dict(output_size=OUT, num_slots=N, slot_size=W, controller_size=H)
   args.update(kw)
   return ntm.NTMCell(**args)
 
@@ -365,7 +365,7 @@ def test_finite_over_1200_steps():
 @pytest.mark.parametrize(
   "call, name",
   [
-    (lambda: ntm.init_state(0, W), "memory_size"),
+    (lambda: ntm.init_state(0, W), "num_slots"),
     (lambda: ntm.init_state(N, W, dtype=jnp.int32), "dtype"),
     (
       lambda: ntm.write(jnp.ones((N, W)), jnp.ones((1, N)), jnp.ones((1, W + 1)), jnp.ones((1, W))),

@@ -117,7 +117,7 @@ def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
   model = MemN2N(
     vocab_size=12,
     embedding_size=6,
-    memory_size=5,
+    num_slots=5,
     num_hops=hops,
     encoding=encoding,
     temporal=temporal,
@@ -147,7 +147,7 @@ def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
 @pytest.mark.parametrize("linear", [False, True])
 def test_empty_attention_matches_numpy_reference(linear):
   story, query = _toy_batch(seed=7)
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3, empty_attention=True)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=3, empty_attention=True)
   params = _init(model, story, query)
   logits, attention = jax.jit(model.apply, static_argnames="linear")(
     params, story, query, linear=linear
@@ -188,7 +188,7 @@ def test_reference_position_encoding_known_answer():
   pe = memn2n.reference_position_encoding(jnp.array([[3, 4, 0]]), 2, 4)
   np.testing.assert_allclose(pe[0], [[1.375, 0.625], [1.125, 0.875], [0.0, 0.0]], atol=1e-6)
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, pe_length=4)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, pe_length=4)
   logits, _ = jax.jit(model.apply)(_init(model, story, query), story, query)
   assert np.all(np.isfinite(logits))
 
@@ -203,7 +203,7 @@ def test_sentence_ages_newest_is_zero():
 @pytest.mark.parametrize("hops", [1, 2, 3])
 def test_shapes_and_masked_attention(tying, hops):
   story, query = _toy_batch(batch=4)
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=hops, tying=tying)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=hops, tying=tying)
   params = model.init(jax.random.key(0), story, query)
   logits, attention = model.apply(params, story, query)
   assert logits.shape == (4, 12) and attention.shape == (4, hops, 5)
@@ -215,7 +215,7 @@ def test_shapes_and_masked_attention(tying, hops):
 
 def test_empty_rows_and_null_word_do_not_matter():
   story, query = _toy_batch(seed=3)
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=3)
   params = _init(model, story, query)
   apply = jax.jit(model.apply)
   logits, _ = apply(params, story, query)
@@ -232,8 +232,8 @@ def test_empty_rows_and_null_word_do_not_matter():
       assert np.all(np.asarray(v[0]) == 0), k
   # A growing memory with extra empty rows (and the temporal table grown) answers the same
   # without TE (BoW has no position dependence on empty rows).
-  model_bow = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, temporal=False)
-  model_big = MemN2N(vocab_size=12, embedding_size=6, memory_size=8, temporal=False)
+  model_bow = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, temporal=False)
+  model_big = MemN2N(vocab_size=12, embedding_size=6, num_slots=8, temporal=False)
   p_bow = _init(model_bow, story, query)
   big_story = jnp.concatenate([story, jnp.zeros((3, 3, 4), jnp.int32)], axis=1)
   np.testing.assert_allclose(
@@ -247,7 +247,7 @@ def test_fewer_rows_same_answer():
   """A batch of short stories cut to fewer memory rows answers the same (length buckets)."""
   story, query = _toy_batch(seed=5, slots=8)
   story = story.at[:, 4:].set(0)
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=8, num_hops=3)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=8, num_hops=3)
   params = model.init(jax.random.key(0), story, query)
   full = model.apply(params, story, query)
   cut = model.apply(params, story[:, :4], query)
@@ -257,7 +257,7 @@ def test_fewer_rows_same_answer():
 
 def test_linear_start_switch():
   story, query = _toy_batch(seed=4)
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=2)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=2)
   params = model.init(jax.random.key(0), story, query)
   soft_logits, soft_att = model.apply(params, story, query)
   lin_logits, lin_att = model.apply(params, story, query, linear=True)
@@ -274,18 +274,18 @@ def test_linear_start_switch():
 
 def test_tying_parameters():
   story, query = _toy_batch()
-  adj = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3).init(
+  adj = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=3).init(
     jax.random.key(0), story, query
   )["params"]
   assert sorted(adj) == sorted([f"embed_{k}" for k in range(4)] + [f"time_{k}" for k in range(4)])
-  lw = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3, tying="layerwise").init(
+  lw = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=3, tying="layerwise").init(
     jax.random.key(0), story, query
   )["params"]
   assert sorted(lw) == ["H", "answer_W", "embed_A", "embed_B", "embed_C", "time_A", "time_C"]
   assert lw["H"].shape == (6, 6) and lw["answer_W"].shape == (6, 12)
   # Paper initialisation N(0, 0.1).
   big = _init(
-    MemN2N(vocab_size=400, embedding_size=50, memory_size=50),
+    MemN2N(vocab_size=400, embedding_size=50, num_slots=50),
     jnp.zeros((1, 50, 3), jnp.int32),
     jnp.zeros((1, 3), jnp.int32),
   )
@@ -361,7 +361,7 @@ def test_random_noise_from_uniform_checks_and_known_answer():
 
 def test_out_of_range_word_ids_give_nan():
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5)
   params = model.init(jax.random.key(0), story, query)
   logits, _ = model.apply(params, story, query)
   assert np.all(np.isfinite(logits))
@@ -372,18 +372,18 @@ def test_out_of_range_word_ids_give_nan():
 
 def test_errors_name_the_argument():
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5)
   params = model.init(jax.random.key(0), story, query)
   with pytest.raises(ValueError, match="story"):
     model.apply(params, story[0], query)
   with pytest.raises(ValueError, match="query"):
     model.apply(params, story, query[:, :2])
-  with pytest.raises(ValueError, match="memory_size"):
+  with pytest.raises(ValueError, match="num_slots"):
     model.apply(params, jnp.concatenate([story, story], axis=1), query)
   with pytest.raises(ValueError, match="ages"):
     model.apply(params, story, query, ages=jnp.zeros((3, 4), jnp.int32))
   with pytest.raises(ValueError, match="tying"):
-    MemN2N(vocab_size=12, embedding_size=6, memory_size=5, tying="x").init(
+    MemN2N(vocab_size=12, embedding_size=6, num_slots=5, tying="x").init(
       jax.random.key(0), story, query
     )
 
@@ -392,7 +392,7 @@ class JitTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_matches_no_jit(self):
     story, query = _toy_batch()
-    model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=3)
+    model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=3)
     params = model.init(jax.random.key(0), story, query)
     ref = model.apply(params, story, query)
     out = self.variant(lambda p, s, q: model.apply(p, s, q))(params, story, query)
@@ -401,7 +401,7 @@ class JitTest(chex.TestCase):
 
 def test_gradients_finite_and_checked():
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, memory_size=5, num_hops=2)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=2)
   params = model.init(jax.random.key(0), story, query)
 
   def loss(p):
@@ -417,7 +417,7 @@ def test_gradients_finite_and_checked():
 def test_learns_generated_task_1():
   """A short run of the paper's recipe (SGD 0.01, summed loss, clip 40) solves task 1."""
   data = synthetic.load_arrays(num_train=1000, num_test=500, memory_size=10, seed=0)
-  model = MemN2N(vocab_size=len(data.vocab), embedding_size=20, memory_size=10, num_hops=1)
+  model = MemN2N(vocab_size=len(data.vocab), embedding_size=20, num_slots=10, num_hops=1)
   train = {k: jnp.asarray(v) for k, v in data.train.items()}
   params = model.init(jax.random.key(0), train["story"][:2], train["query"][:2])
   opt = optax.chain(optax.clip_by_global_norm(40.0), optax.sgd(0.01))

@@ -27,8 +27,8 @@ def get_config(arg=None):
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "ntm"  # ntm | lstm
-  config.model.memory_size = 128  # N slots
-  config.model.memory_width = 20  # W per slot
+  config.model.num_slots = 128  # N slots
+  config.model.slot_size = 20  # W per slot
   config.model.num_read_heads = 1  # R
   config.model.num_write_heads = 1  # Wh
   config.model.controller = "lstm"  # lstm | feedforward
