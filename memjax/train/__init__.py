@@ -1,11 +1,36 @@
-"""Training utilities: Orbax checkpoints, results.json, data-parallel sharding."""
+"""Training: one loop for every study, its runs, devices, checkpoints and results.
 
+* ``loop``: :class:`TrainState`, :func:`make_train_steps` (a jitted scan over optimizer
+  steps) and :func:`fit` (log / eval / hooks / checkpoint / resume / progress / SIGTERM).
+* ``runs``: several runs of a study (restarts, tasks, seeds) with per-run resume and
+  selection.
+* ``parallel``: the device mesh (``jax.make_mesh`` + ``NamedSharding``), batch sharding,
+  multi-process start.
+* ``checkpoint`` (Orbax), ``results`` (``results.json``), ``clip``, ``compile``.
+"""
+
+from memjax.train import clip
 from memjax.train.checkpoint import Checkpointer
+from memjax.train.compile import compiler_options
+from memjax.train.loop import (
+  FitResult,
+  Hook,
+  Preempted,
+  TrainState,
+  fit,
+  make_train_steps,
+  set_hyperparams,
+)
 from memjax.train.parallel import (
   DATA_AXIS,
   batch_sharding,
+  check_batch_divisible,
+  constrain_batch,
   data_mesh,
+  global_batch,
+  initialize_distributed,
   replicate,
+  replicated,
   shard_batch,
 )
 from memjax.train.results import (
@@ -15,17 +40,38 @@ from memjax.train.results import (
   write_json_atomic,
   write_results,
 )
+from memjax.train.runs import Run, grid, load_result, run_all, run_dir, select_best
 
 __all__ = [
+  "clip",
   "Checkpointer",
+  "compiler_options",
+  "FitResult",
+  "Hook",
+  "Preempted",
+  "TrainState",
+  "fit",
+  "make_train_steps",
+  "set_hyperparams",
   "DATA_AXIS",
   "batch_sharding",
+  "check_batch_divisible",
+  "constrain_batch",
   "data_mesh",
+  "global_batch",
+  "initialize_distributed",
   "replicate",
+  "replicated",
   "shard_batch",
   "device_info",
   "library_versions",
   "to_jsonable",
   "write_json_atomic",
   "write_results",
+  "Run",
+  "grid",
+  "load_result",
+  "run_all",
+  "run_dir",
+  "select_best",
 ]

@@ -45,6 +45,7 @@ class Checkpointer:
     self.directory = os.path.abspath(os.fspath(directory))
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._closed = False
 
   def latest_step(self) -> int | None:
     """The step of the newest complete checkpoint, or None."""
@@ -82,9 +83,12 @@ class Checkpointer:
     return step, restored["state"], dict(restored["metadata"] or {})
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager (call before exit)."""
+    """Waits for pending saves and releases the manager (call before exit; idempotent)."""
+    if self._closed:
+      return
     self._manager.wait_until_finished()
     self._manager.close()
+    self._closed = True
 
   def __enter__(self) -> Checkpointer:
     return self

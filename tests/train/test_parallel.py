@@ -22,5 +22,5 @@ def test_sharded_jit_matches_unsharded():
 
 
 def test_indivisible_batch_names_the_problem():
-  with pytest.raises(ValueError, match="not divisible by the 8 devices"):
+  with pytest.raises(ValueError, match="which does not divide over the 8 devices"):
     shard_batch(jnp.zeros((10, 3)), data_mesh())
