@@ -23,7 +23,7 @@ def _modules():
   names = []
   for pkg in _PACKAGES:
     path = importlib.import_module(pkg).__path__
-    names += [f"{pkg}.{m.name}" for m in pkgutil.iter_modules(path)]
+    names += [m.name for m in pkgutil.walk_packages(path, prefix=f"{pkg}.")]  # subpackages too
   return names
 
 

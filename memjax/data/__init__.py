@@ -1,32 +1,33 @@
-"""Datasets: TFDS builders and seeded generators.
+"""Datasets: TFDS builders, seeded generators and the pieces they share.
 
-``algorithmic`` (copy, repeat copy, associative recall) is imported eagerly; ``babi``
-pulls in tensorflow_datasets, so it and its names load on first use.
+``algorithmic`` (copy, repeat copy, associative recall), ``vocab`` (words <-> ids) and
+``buckets`` (length bucketing) are imported eagerly; ``babi`` (its TFDS builder pulls in
+tensorflow_datasets on first use) and its names load on first use.
 """
 
 import importlib
 
-from memjax.data import algorithmic
+from memjax.data import algorithmic, buckets, vocab
 from memjax.data.algorithmic import (
   AlgorithmicBatch,
   associative_recall_task,
   copy_task,
   repeat_copy_task,
 )
+from memjax.data.buckets import Bucket, bucket_by_length, even_boundaries
+from memjax.data.vocab import OutOfVocabularyError, Vocab
 
 _LAZY = {
   "babi": ("memjax.data.babi", None),
-  "babi_parse": ("memjax.data.babi_parse", None),
-  "Babi": ("memjax.data.babi", "Babi"),
-  "BabiArrays": ("memjax.data.babi", "BabiArrays"),
-  "load_arrays": ("memjax.data.babi", "load_arrays"),
-  "load_examples": ("memjax.data.babi", "load_examples"),
-  "BabiDataNotFoundError": ("memjax.data.babi_parse", "BabiDataNotFoundError"),
-  "BabiExample": ("memjax.data.babi_parse", "BabiExample"),
-  "Vocab": ("memjax.data.babi_parse", "Vocab"),
-  "encode_story": ("memjax.data.babi_parse", "encode_story"),
-  "parse_babi": ("memjax.data.babi_parse", "parse_babi"),
-  "tokenize": ("memjax.data.babi_parse", "tokenize"),
+  "Babi": ("memjax.data.babi.builder", "Babi"),
+  "BabiArrays": ("memjax.data.babi.arrays", "BabiArrays"),
+  "load_arrays": ("memjax.data.babi.arrays", "load_arrays"),
+  "load_examples": ("memjax.data.babi.examples", "load_examples"),
+  "BabiDataNotFoundError": ("memjax.data.babi.parse", "BabiDataNotFoundError"),
+  "BabiExample": ("memjax.data.babi.parse", "BabiExample"),
+  "encode_story": ("memjax.data.babi.arrays", "encode_story"),
+  "parse_babi": ("memjax.data.babi.parse", "parse_babi"),
+  "tokenize": ("memjax.data.babi.parse", "tokenize"),
 }
 
 
@@ -46,9 +47,16 @@ def __dir__():
 
 __all__ = [
   "algorithmic",
+  "buckets",
+  "vocab",
   "AlgorithmicBatch",
+  "Bucket",
+  "OutOfVocabularyError",
+  "Vocab",
   "associative_recall_task",
+  "bucket_by_length",
   "copy_task",
+  "even_boundaries",
   "repeat_copy_task",
   *_LAZY,
 ]

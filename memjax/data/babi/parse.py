@@ -11,9 +11,9 @@ A question line holds ``id question<TAB>answer<TAB>supporting ids``. Some questi
 have a space before the first tab; answers of tasks 8 and 19 are comma-separated lists
 (``north,west``) and stay one answer token.
 
-This module (parser, archive reader, vocabulary, free-text encoding) has no TFDS
-dependency; ``memjax.data.babi`` builds the TFDS dataset and the arrays on it and
-re-exports the public names.
+This module (parser, archive reader) has no TFDS dependency: ``builder`` builds the TFDS
+dataset from these files, ``examples`` and ``arrays`` read it back, and
+``memjax.data.babi`` re-exports the public names.
 
 References:
   Weston, Bordes, Chopra, Rush, van Merrienboer, Joulin, Mikolov. "Towards AI-Complete
@@ -23,20 +23,16 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import tarfile
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import numpy as np
-
 ARCHIVE_NAME = "tasks_1-20_v1-2.tar.gz"
 FOLDER_NAME = "tasks_1-20_v1-2"
 URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
 ENV_VAR = "MEMJAX_DATA_DIR"
-PAD = "<pad>"
 LANGUAGES = ("en", "en-10k", "hn", "hn-10k", "shuffled", "shuffled-10k")
 SPLITS = ("train", "test")
 TASK_NAMES = {
@@ -336,142 +332,3 @@ def find_source(root: str | os.PathLike | None) -> tuple[BabiSource | None, list
   if os.path.isfile(root) and root.endswith((".tar.gz", ".tgz", ".tar")):
     return BabiSource(root), []
   return None, folders[:2] + archives
-
-
-# ----------------------------------------------------------------------------------------
-# Vocabulary.
-
-
-class OutOfVocabularyError(KeyError, ValueError):
-  """Words missing from a Vocab (all listed in the message)."""
-
-  def __str__(self) -> str:
-    return str(self.args[0]) if self.args else ""
-
-
-class Vocab:
-  """Words <-> ids; id 0 is the padding word ``'<pad>'``.
-
-  Args:
-    words: the words in id order starting at id 1 (duplicates and ``'<pad>'`` are skipped).
-  """
-
-  def __init__(self, words: Iterable[str] = ()):
-    self._words = [PAD]
-    self._ids = {PAD: 0}
-    for word in words:
-      if word not in self._ids:
-        self._ids[word] = len(self._words)
-        self._words.append(word)
-
-  @classmethod
-  def build(cls, examples: Iterable[BabiExample]) -> Vocab:
-    """The sorted words of the stories, questions and answers of ``examples``."""
-    words: set[str] = set()
-    for ex in examples:
-      for sentence in ex.story:
-        words.update(sentence)
-      words.update(ex.question)
-      words.add(ex.answer)
-    return cls(sorted(words))
-
-  @property
-  def words(self) -> list[str]:
-    """All words in id order (``words[0] == '<pad>'``)."""
-    return list(self._words)
-
-  def __len__(self) -> int:
-    return len(self._words)
-
-  def __contains__(self, word: str) -> bool:
-    return word in self._ids
-
-  def __eq__(self, other: object) -> bool:
-    return isinstance(other, Vocab) and self._words == other._words
-
-  def __repr__(self) -> str:
-    return f"Vocab({len(self)} words)"
-
-  def missing(self, words: Iterable[str]) -> list[str]:
-    """The distinct words not in the vocabulary, in first-seen order."""
-    return list(dict.fromkeys(w for w in words if w not in self._ids))
-
-  def encode(self, words: Iterable[str]) -> np.ndarray:
-    """Maps words to ids.
-
-    Args:
-      words: a sequence of words.
-
-    Returns:
-      int32 ids, shape [len(words)].
-
-    Raises:
-      OutOfVocabularyError: (a KeyError and ValueError) listing every unknown word.
-    """
-    words = list(words)
-    missing = self.missing(words)
-    if missing:
-      raise OutOfVocabularyError(f"words not in the vocabulary ({len(self)} words): {missing}")
-    return np.asarray([self._ids[w] for w in words], np.int32).reshape(len(words))
-
-  def decode(self, ids: Iterable[int] | np.ndarray, skip_padding: bool = False) -> list[str]:
-    """Maps ids ([L]) to words; ``skip_padding`` drops id 0."""
-    out = []
-    for i in np.asarray(ids, np.int64).reshape(-1).tolist():
-      if not 0 <= i < len(self._words):
-        raise IndexError(f"id {i} is outside the vocabulary of {len(self)} words")
-      if i or not skip_padding:
-        out.append(self._words[i])
-    return out
-
-  def to_json(self) -> str:
-    """A JSON string ``{"words": [...]}`` (id order) to save next to a checkpoint."""
-    return json.dumps({"words": self._words})
-
-  @classmethod
-  def from_json(cls, text: str) -> Vocab:
-    """Inverse of ``to_json``."""
-    words = json.loads(text)["words"]
-    if not words or words[0] != PAD:
-      raise ValueError(f"a Vocab JSON must start with {PAD!r}, got {words[:1]}")
-    return cls(words[1:])
-
-
-def encode_story(
-  sentences: Sequence[str],
-  question: str,
-  vocab: Vocab,
-  memory_size: int,
-  sentence_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
-  """Encodes a free-text story and question like ``load_arrays`` does, for interactive use.
-
-  Args:
-    sentences: the statements, oldest first (``'Mary went to the kitchen.'``); only the
-      last ``memory_size`` are kept.
-    question: e.g. ``'Where is Mary?'``.
-    vocab: the vocabulary of the trained model.
-    memory_size: M.
-    sentence_size: S.
-
-  Returns:
-    ``(story [M, S], query [S])`` int32, zero padded.
-
-  Raises:
-    OutOfVocabularyError: (a KeyError and ValueError) listing the unknown words.
-    ValueError: a sentence or the question has more than ``sentence_size`` words.
-  """
-  story_words = [tokenize(s) for s in sentences][-memory_size:] if memory_size else []
-  query_words = tokenize(question)
-  missing = vocab.missing([w for ws in (*story_words, query_words) for w in ws])
-  if missing:
-    raise OutOfVocabularyError(f"words not in the vocabulary ({len(vocab)} words): {missing}")
-  too_long = [" ".join(ws) for ws in (*story_words, query_words) if len(ws) > sentence_size]
-  if too_long:
-    raise ValueError(f"sentences longer than sentence_size={sentence_size}: {too_long}")
-  story = np.zeros((memory_size, sentence_size), np.int32)
-  for i, ws in enumerate(story_words):
-    story[i, : len(ws)] = vocab.encode(ws)
-  query = np.zeros(sentence_size, np.int32)
-  query[: len(query_words)] = vocab.encode(query_words)
-  return story, query
