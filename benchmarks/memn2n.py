@@ -98,8 +98,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from experiments.babi import synthetic, train  # noqa: E402
+from experiments.babi import train  # noqa: E402
 from experiments.babi.configs import default  # noqa: E402
+from memjax.data.babi import length_buckets, synthetic  # noqa: E402
 
 GOAL_SPEEDUP = 30.0  # the issue's goal: memjax >= 30x the numpy MemN2N at batch 32
 # The issue quotes "about 4,300 examples/s" for its numpy MemN2N on this machine; ours
@@ -232,7 +233,7 @@ def memjax_runner(config, data, batch, buckets=True):
   mesh = train.data_mesh(1)
   state = train.replicate(train.init_state(config, model, data.sentence_size, 0), mesh)
   buckets = train.replicate(
-    train.length_buckets(
+    length_buckets(
       data.train,
       config.train.bucket_sizes,
       config.data.memory_size,

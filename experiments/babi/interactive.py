@@ -25,7 +25,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from experiments.babi import synthetic, train
+from experiments.babi import train
+from memjax.data.babi import tokenize
 from memjax.train import Checkpointer
 
 
@@ -76,13 +77,12 @@ class Predictor:
     self.sentence_size = sentence_size
     self.model = train.make_model(config, len(self.words), sentence_size)
     self._apply = jax.jit(self.model.apply)
-    self._tokenize = _tokenizer(config)
 
   def encode(self, sentences: list[str], question: str) -> tuple[np.ndarray, np.ndarray]:
     """``(story [M, S], query [S])`` ids; raises ValueError naming unknown words."""
     m = self.config.data.memory_size
-    toks = [self._tokenize(s) for s in sentences][-m:]
-    qtok = self._tokenize(question)
+    toks = [tokenize(s) for s in sentences][-m:]
+    qtok = tokenize(question)
     unknown = sorted({w for ws in (*toks, qtok) for w in ws if w not in self.ids})
     if unknown:
       raise ValueError(f"words the model never saw: {unknown}")
@@ -111,14 +111,6 @@ class Predictor:
     return Result(
       self.words[best], float(probs[best]), kept, question, np.asarray(attention[0, :, : len(kept)])
     )
-
-
-def _tokenizer(config):
-  if config.data.source == "synthetic":
-    return synthetic.tokenize
-  from memjax.data import babi
-
-  return babi.tokenize
 
 
 def load_predictor(workdir: str, task: int | None = None) -> Predictor:

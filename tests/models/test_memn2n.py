@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments.babi import synthetic
+from memjax.data.babi import synthetic
 from memjax.models import memn2n
 from memjax.models.memn2n import MemN2N
 
