@@ -28,10 +28,13 @@ References:
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 class AlgorithmicBatch(NamedTuple):
@@ -266,8 +269,187 @@ def associative_recall_task(
   return AlgorithmicBatch(*jax.vmap(fn)(keys))
 
 
+# ----------------------------------------------------------------------------- tasks by name
+
+_LN2 = math.log(2.0)
+
+
+class AlgorithmicTask(NamedTuple):
+  """A task chosen by name: its batch generators and feature sizes."""
+
+  train_batch: Callable[[jax.Array, int], AlgorithmicBatch]  # fn(key, B): training lengths
+  eval_batch: Callable[[jax.Array, int, int], AlgorithmicBatch]  # fn(key, B, length)
+  input_size: int  # Fi
+  output_size: int  # Fo
+
+
+TASK_NAMES = ("copy", "repeat_copy", "associative_recall")
+
+
+def make_task(
+  name: str,
+  *,
+  num_bits: int,
+  min_length: int = 1,
+  max_length: int = 20,
+  min_repeats: int = 1,
+  max_repeats: int = 10,
+  min_items: int = 2,
+  max_items: int = 6,
+  item_length: int = 3,
+) -> AlgorithmicTask:
+  """The task ``name`` with its settings (those of other tasks are ignored).
+
+  ``eval_batch(key, B, n)`` draws every sequence at length (copy, repeat copy) or item
+  count (recall) ``n`` exactly, for length generalisation.
+
+  Args:
+    name: 'copy', 'repeat_copy' or 'associative_recall'.
+    num_bits: bits per vector.
+    min_length, max_length: copy / repeat copy training lengths.
+    min_repeats, max_repeats: repeat copy's repeat counts.
+    min_items, max_items, item_length: associative recall's items.
+
+  Returns:
+    :class:`AlgorithmicTask`.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  if name == "copy":
+    return AlgorithmicTask(
+      lambda k, b: copy_task(k, b, min_length, max_length, num_bits),
+      lambda k, b, n: copy_task(k, b, n, n, num_bits),
+      num_bits + 1,
+      num_bits,
+    )
+  if name == "repeat_copy":
+    return AlgorithmicTask(
+      lambda k, b: repeat_copy_task(
+        k, b, min_length, max_length, min_repeats, max_repeats, num_bits
+      ),
+      lambda k, b, n: repeat_copy_task(k, b, n, n, min_repeats, max_repeats, num_bits),
+      num_bits + 2,
+      num_bits + 1,
+    )
+  if name == "associative_recall":
+    return AlgorithmicTask(
+      lambda k, b: associative_recall_task(k, b, min_items, max_items, item_length, num_bits),
+      lambda k, b, n: associative_recall_task(k, b, n, n, item_length, num_bits),
+      num_bits + 2,
+      num_bits,
+    )
+  raise ValueError(f"task name={name!r} must be one of {TASK_NAMES}")
+
+
+class LengthGroups(NamedTuple):
+  """Training batches whose sequences share a length range, one range drawn per batch."""
+
+  probs: tuple[float, ...]  # probability of each range (its share of the lengths)
+  batches: tuple[Callable, ...]  # fn(key, B) -> AlgorithmicBatch with lengths in the range
+
+
+def _split_range(lo: int, hi: int, num_groups: int) -> list[tuple[int, int]]:
+  edges = [lo + -(-(hi - lo + 1) * i // num_groups) for i in range(num_groups + 1)]
+  return [(a, b - 1) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def length_groups(
+  name: str,
+  num_groups: int,
+  *,
+  num_bits: int,
+  min_length: int = 1,
+  max_length: int = 20,
+  min_repeats: int = 1,
+  max_repeats: int = 10,
+  min_items: int = 2,
+  max_items: int = 6,
+  item_length: int = 3,
+) -> LengthGroups:
+  """Splits a task's lengths (copy, repeat copy) or item counts (recall) into ranges.
+
+  A batch drawn from range ``[a, b]`` (with probability ``(b - a + 1) / (hi - lo + 1)``)
+  has uniform lengths in it and the static shape of its longest, so each sequence's
+  length is still uniform over the whole range, while a batch of short sequences is
+  short. Unlike truncating padded batches (:func:`active_steps`), this changes the
+  batches' composition (sequences of one batch have similar lengths).
+
+  Args:
+    name: the task (as :func:`make_task`).
+    num_groups: number of ranges.
+    num_bits, ...: the task's settings, as :func:`make_task`.
+
+  Returns:
+    :class:`LengthGroups`.
+  """
+  if name == "copy":
+    lo, hi = min_length, max_length
+    make = lambda a, b: lambda k, n: copy_task(k, n, a, b, num_bits)
+  elif name == "repeat_copy":
+    lo, hi = min_length, max_length
+    make = lambda a, b: (
+      lambda k, n: repeat_copy_task(k, n, a, b, min_repeats, max_repeats, num_bits)
+    )
+  elif name == "associative_recall":
+    lo, hi = min_items, max_items
+    make = lambda a, b: lambda k, n: associative_recall_task(k, n, a, b, item_length, num_bits)
+  else:
+    raise ValueError(f"task name={name!r} must be one of {TASK_NAMES}")
+  ranges = _split_range(lo, hi, num_groups)
+  total = hi - lo + 1
+  return LengthGroups(
+    tuple((b - a + 1) / total for a, b in ranges), tuple(make(a, b) for a, b in ranges)
+  )
+
+
+def active_steps(mask: jax.Array) -> jax.Array:
+  """The number of leading steps that matter: up to the batch's last scored step.
+
+  Args:
+    mask: [B, T] 1 on the scored steps.
+
+  Returns:
+    [] int32 ``1 + max{t : mask[b, t] > 0}`` (0 if nothing is scored). Steps after it
+    change neither the loss nor its gradient.
+  """
+  t = jnp.arange(1, mask.shape[-1] + 1, dtype=jnp.int32)
+  return jnp.max(jnp.where(mask > 0, t, 0))
+
+
+def truncate(batch: AlgorithmicBatch, length: int) -> AlgorithmicBatch:
+  """The batch cut to its first ``length`` (static) steps."""
+  return batch._replace(
+    inputs=batch.inputs[:, :length], targets=batch.targets[:, :length], mask=batch.mask[:, :length]
+  )
+
+
+def sequence_costs(logits: jax.Array, batch: AlgorithmicBatch) -> dict[str, jax.Array]:
+  """Per-sequence cost in bits (binary cross-entropy, log base 2) and bit errors.
+
+  Args:
+    logits: [B, T, Fo] output logits.
+    batch: the batch (targets [B, T, Fo], mask [B, T]).
+
+  Returns:
+    ``{'bits': [B], 'bit_errors': [B]}``, each summed over the scored steps and bits.
+  """
+  mask = batch.mask[..., None]
+  ce = optax.sigmoid_binary_cross_entropy(logits, batch.targets) * mask
+  wrong = ((logits > 0).astype(jnp.float32) != batch.targets) * mask
+  return {"bits": jnp.sum(ce, axis=(1, 2)) / _LN2, "bit_errors": jnp.sum(wrong, axis=(1, 2))}
+
+
 __all__ = [
   "AlgorithmicBatch",
+  "AlgorithmicTask",
+  "LengthGroups",
+  "TASK_NAMES",
+  "make_task",
+  "length_groups",
+  "active_steps",
+  "truncate",
+  "sequence_costs",
   "copy_task",
   "copy_sequence_length",
   "repeat_copy_task",

@@ -1,6 +1,6 @@
 """Complete models built from memories and layers."""
 
-from memjax.models import memn2n
+from memjax.models import memn2n, ntm
 from memjax.models.memn2n import (
   MemN2N,
   memory_mask,
@@ -11,9 +11,14 @@ from memjax.models.memn2n import (
   reference_position_encoding,
   sentence_ages,
 )
+from memjax.models.ntm import LSTMBaseline, ntm_model, trace_ntm
 
 __all__ = [
   "memn2n",
+  "ntm",
+  "LSTMBaseline",
+  "ntm_model",
+  "trace_ntm",
   "MemN2N",
   "memory_mask",
   "position_encoding",

@@ -302,7 +302,7 @@ def _window_means(window: list[Mapping[str, Any]]) -> dict[str, float]:
   if not window:
     return {}
   return {
-    k: float(np.mean(np.concatenate([np.ravel(np.asarray(m[k], np.float64)) for m in window])))
+    k: float(np.mean(np.concatenate([np.ravel(np.asarray(m[k])) for m in window])))
     for k in window[0]
   }
 

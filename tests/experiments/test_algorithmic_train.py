@@ -4,19 +4,21 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.algorithmic import train
 from experiments.algorithmic.configs import copy_lstm, copy_ntm, recall_ntm, recall_ntm_ff
+from memjax.data import algorithmic
 from memjax.train import Checkpointer
 
 
 def _tiny(config):
   config.task.max_length = 3
   config.task.num_bits = 4
-  config.model.memory_size = 8
-  config.model.memory_width = 4
+  config.model.num_slots = 8
+  config.model.slot_size = 4
   config.model.controller_size = 8
   config.batch_size = 2
   config.num_steps = 4
@@ -43,7 +45,7 @@ def test_other_configs_build_and_step(get_config):
   train_batch, _, input_size, output_size = train.make_task(config)
   model = train.make_model(config, output_size)
   optimizer = train.make_optimizer(config)
-  state = train.init_train_state(config, model, optimizer, input_size)
+  state = train.init_state(config, model, optimizer, input_size)
   steps = train.make_train_steps(model, optimizer, train_batch, 2, 2)
   state, metrics = steps(state)
   assert int(state.step) == 2 and metrics["bits"].shape == (2,)
@@ -54,7 +56,7 @@ def _check_smoke_run(workdir, metrics):
   with open(workdir / "results.json") as f:
     results = json.load(f)
   assert results["metrics"]["steps"] == 4 and results["metrics"]["sequences_seen"] == 8
-  assert results["config"]["model"]["memory_size"] == 8
+  assert results["config"]["model"]["num_slots"] == 8
   assert set(results["metrics"]["length_generalisation"]) == {"3", "5"}
   assert [p[0] for p in metrics["curve"]] == [4, 8]
   assert np.all(np.isfinite(np.asarray(metrics["eval_curve"])))
@@ -93,7 +95,7 @@ def test_smoke_run_and_resume_after_kill_matches_uninterrupted_run(tmp_path, mon
 
   monkeypatch.setattr(Checkpointer, "restore_latest", spy_restore)
   resumed = train.train_and_evaluate(config(), str(tmp_path / "killed"))
-  assert restored_steps == [2]
+  assert restored_steps == [1]  # the checkpoint of round 1 (2 steps of 2)
   assert resumed["steps"] == straight["steps"] == 4
   np.testing.assert_allclose(resumed["curve"], straight["curve"], rtol=1e-5)
   np.testing.assert_allclose(resumed["eval_curve"], straight["eval_curve"], rtol=1e-5)
@@ -103,33 +105,17 @@ def test_smoke_run_and_resume_after_kill_matches_uninterrupted_run(tmp_path, mon
   _check_smoke_run(tmp_path / "killed", resumed)
 
 
-def test_bucket_lengths():
-  assert train.bucket_lengths(41, 1) == (41,)
-  assert train.bucket_lengths(41, 4) == (11, 21, 31, 41)
-  assert train.bucket_lengths(3, 3) == (1, 2, 3)
-  with pytest.raises(ValueError, match="num_buckets"):
-    train.bucket_lengths(3, 4)
-
-
-def test_active_steps_ends_at_the_last_scored_step():
-  mask = np.zeros((2, 9), np.float32)
-  mask[0, 3:5] = 1
-  mask[1, 2] = 1
-  assert int(train.active_steps(mask)) == 5
-  assert int(train.active_steps(np.zeros((1, 4), np.float32))) == 0
-
-
 def test_length_buckets_give_the_same_updates():
   config = _tiny(copy_ntm.get_config())
   config.task.max_length = 6  # T = 13: buckets (4, 7, 10, 13)
   train_batch, _, input_size, output_size = train.make_task(config)
   model = train.make_model(config, output_size)
   optimizer = train.make_optimizer(config)
-  state = train.init_train_state(config, model, optimizer, input_size)
+  state = train.init_state(config, model, optimizer, input_size)
   out = {}
   for buckets in (1, 4):
     steps = train.make_train_steps(model, optimizer, train_batch, 1, 4, buckets)
-    out[buckets] = steps(state)
+    out[buckets] = steps(jax.tree.map(jnp.copy, state))  # steps donate their input
   (full, full_metrics), (cut, cut_metrics) = out[1], out[4]
   np.testing.assert_allclose(cut_metrics["bits"], full_metrics["bits"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(cut.params), jax.tree.leaves(full.params), strict=True):
@@ -138,13 +124,14 @@ def test_length_buckets_give_the_same_updates():
 
 def test_length_groups_cover_the_lengths_in_proportion():
   config = copy_ntm.get_config()
-  groups = train.make_length_groups(config, 4)
+  groups = algorithmic.length_groups("copy", 4, **train.task_settings(config))
   np.testing.assert_allclose(groups.probs, [0.25] * 4)
   shapes = [fn(jax.random.key(0), 8).inputs.shape[1] for fn in groups.batches]
   assert shapes == [11, 21, 31, 41]
   lengths = groups.batches[1](jax.random.key(1), 64).lengths
   assert 6 <= int(lengths.min()) and int(lengths.max()) <= 10
-  recall = train.make_length_groups(recall_ntm.get_config(), 4)
+  recall_config = recall_ntm.get_config()
+  recall = algorithmic.length_groups("associative_recall", 4, **train.task_settings(recall_config))
   np.testing.assert_allclose(recall.probs, [0.4, 0.2, 0.2, 0.2])
 
 
@@ -153,7 +140,7 @@ def test_length_groups_train_step():
   _, _, input_size, output_size = train.make_task(config)
   model = train.make_model(config, output_size)
   optimizer = train.make_optimizer(config)
-  state = train.init_train_state(config, model, optimizer, input_size)
-  groups = train.make_length_groups(config, 2)
+  state = train.init_state(config, model, optimizer, input_size)
+  groups = algorithmic.length_groups("copy", 2, **train.task_settings(config))
   state, metrics = train.make_train_steps(model, optimizer, groups, 2, 3)(state)
   assert int(state.step) == 3 and np.all(np.isfinite(metrics["bits"]))

@@ -45,6 +45,8 @@ def get_config(arg=None):
   config.optimizer.grad_clip_norm = 10.0  # global gradient norm clip
 
   config.batch_size = 1  # sequences per step (the paper and pytorch-ntm use 1)
+  config.num_devices = 1  # data-parallel devices (0 = all); batch 1 cannot be split
+  config.compute_dtype = ""  # '' = float32; 'bfloat16': bf16 compute, float32 master weights
   config.num_steps = 60_000  # optimiser steps (upper bound)
   config.steps_per_call = 10  # steps fused in one jitted lax.scan
   config.length_buckets = 4  # static lengths a batch is cut to (speed only, same updates)

@@ -1,0 +1,97 @@
+"""Sequence models for the NTM paper's algorithmic tasks: the NTM, its LSTM baseline, a trace.
+
+* ``nn.RNN(NTMCell(...))`` is the NTM sequence model (``[B, T, Fi] -> [B, T, Fo]`` logits);
+  :func:`ntm_model` builds it.
+* :class:`LSTMBaseline`: the paper's baseline, a stack of LSTMs with a linear read-out.
+* :func:`trace_ntm`: runs the cell over one sequence and records every step's read and
+  write weightings (the paper's Fig. 6).
+
+Example:
+  >>> model = ntm_model(output_size=4, num_slots=16, slot_size=6, controller_size=16)
+  >>> x = jnp.zeros((2, 7, 5))
+  >>> params = model.init(jax.random.key(0), x)["params"]
+  >>> model.apply({"params": params}, x).shape
+  (2, 7, 4)
+  >>> trace = trace_ntm(model.cell, params, x[0])
+  >>> trace["write_weights"].shape  # [T, write heads, N]
+  (7, 1, 16)
+
+References:
+  Graves, Wayne, Danihelka 2014, "Neural Turing Machines", arXiv:1410.5401.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from memjax.memory.ntm import NTMCell
+
+
+def ntm_model(output_size: int, **cell_kwargs: Any) -> nn.RNN:
+  """``nn.RNN(NTMCell(output_size, **cell_kwargs))``: ``[B, T, Fi]`` -> ``[B, T, Fo]`` logits.
+
+  Args:
+    output_size: Fo.
+    **cell_kwargs: the other :class:`memjax.memory.ntm.NTMCell` attributes (num_slots,
+      slot_size, controller, controller_size, ...).
+
+  Returns:
+    The model; its parameters are ``{'cell': ...}``.
+  """
+  return nn.RNN(NTMCell(output_size=output_size, **cell_kwargs), name="ntm")
+
+
+class LSTMBaseline(nn.Module):
+  """A stack of LSTMs with a linear read-out (the paper's baseline: 3 x 256).
+
+  Attributes:
+    output_size: Fo.
+    hidden_size: units per LSTM layer.
+    num_layers: LSTM layers.
+
+  Example:
+    >>> model = LSTMBaseline(output_size=3, hidden_size=8, num_layers=2)
+    >>> x = jnp.zeros((2, 5, 4))
+    >>> model.apply(model.init(jax.random.key(0), x), x).shape
+    (2, 5, 3)
+  """
+
+  output_size: int
+  hidden_size: int = 256
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """Logits ``[B, T, output_size]`` of inputs ``[B, T, Fi]``."""
+    h = inputs
+    for i in range(self.num_layers):
+      h = nn.RNN(nn.OptimizedLSTMCell(self.hidden_size), name=f"lstm_{i}")(h)
+    return nn.Dense(self.output_size, name="output")(h)
+
+
+def trace_ntm(cell: NTMCell, params: Any, inputs: jax.Array) -> dict[str, jax.Array]:
+  """Runs the NTM on one sequence and records its head weightings at every step.
+
+  Args:
+    cell: the NTM cell.
+    params: the parameters of ``nn.RNN(cell)`` (``{'cell': ...}``).
+    inputs: [T, Fi] one input sequence.
+
+  Returns:
+    ``{'outputs': [T, Fo] sigmoid outputs, 'read_weights': [T, R, N],
+    'write_weights': [T, Wh, N]}``.
+  """
+  carry = cell.initialize_carry(None, inputs.shape[1:])
+
+  def body(carry, x):
+    carry, y = cell.apply({"params": params["cell"]}, carry, x)
+    return carry, (jax.nn.sigmoid(y), carry.read_weights, carry.write_weights)
+
+  _, (outputs, reads, writes) = jax.lax.scan(body, carry, inputs)
+  return {"outputs": outputs, "read_weights": reads, "write_weights": writes}
+
+
+__all__ = ["ntm_model", "LSTMBaseline", "trace_ntm"]
