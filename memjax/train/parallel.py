@@ -132,20 +132,32 @@ def constrain_batch(batch: Any, mesh: Mesh) -> Any:
   return jax.tree.map(constrain, batch)
 
 
-def global_batch(local: Any, mesh: Mesh) -> Any:
-  """This process's share of a batch -> global arrays split along axis 0 over the mesh.
+def global_batch(local: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
+  """This process's share of a batch -> global arrays split along ``batch_axis`` over the mesh.
 
   With one process this is :func:`shard_batch`. With several, every process passes its
-  own rows (``global batch / process count``) and gets arrays of the global shape.
+  own rows (``global batch / process count``, the rows its devices hold: the mesh of
+  :func:`data_mesh` orders devices by process, so process ``i`` has the ``i``-th block)
+  and gets arrays of the global shape.
 
   Args:
-    local: a pytree of host arrays, the batch on axis 0.
+    local: a pytree of host arrays, the batch on ``batch_axis``.
     mesh: a mesh from :func:`data_mesh` (over every process's devices).
+    batch_axis: the batch axis of every leaf; 1 for the scanned inputs ``xs`` of
+      :func:`memjax.train.make_train_steps` (``[steps, batch, ...]``: the steps axis is
+      never split).
+
+  Returns:
+    The same tree of global ``jax.Array`` s, each sharded by :func:`batch_sharding`.
+
+  Raises:
+    ValueError: (one process) when the batch size does not divide over the mesh.
   """
   if jax.process_count() == 1:
-    return shard_batch(local, mesh)
+    return shard_batch(local, mesh, batch_axis)
   return jax.tree.map(
-    lambda x: jax.make_array_from_process_local_data(batch_sharding(mesh, 0, x.ndim), x), local
+    lambda x: jax.make_array_from_process_local_data(batch_sharding(mesh, batch_axis, x.ndim), x),
+    local,
   )
 
 
