@@ -131,17 +131,18 @@ def load_predictor(workdir: str, task: int | None = None) -> Predictor:
     chosen = results["units"][index]
     workdir, index = chosen["run_workdir"], chosen["run_index"]
     config = ml_collections.ConfigDict(results["run_configs"][chosen["run"]])
-  with open(os.path.join(workdir, "units", f"unit_{index:03d}.json")) as f:
+  unit_dir = os.path.join(workdir, "runs", f"unit_{index:03d}")
+  with open(os.path.join(unit_dir, "result.json")) as f:
     unit = json.load(f)
   words = unit["vocab"]["words"] if isinstance(unit["vocab"], dict) else unit["vocab"]
   model = train.make_model(config, len(words), unit["sentence_size"])
   target = jax.eval_shape(lambda: train.init_state(config, model, unit["sentence_size"], 0))
-  with Checkpointer(os.path.join(workdir, "checkpoints", f"unit_{index:03d}")) as ckpt:
+  with Checkpointer(os.path.join(unit_dir, "checkpoints")) as ckpt:
     restored = ckpt.restore_latest(target)
   if restored is None:
-    raise FileNotFoundError(f"no checkpoint for unit {index} under {workdir}/checkpoints")
+    raise FileNotFoundError(f"no checkpoint for unit {index} under {unit_dir}/checkpoints")
   _, state, _ = restored
-  return Predictor(config, state.best_params, words, unit["sentence_size"])
+  return Predictor(config, state.extra.best_params, words, unit["sentence_size"])
 
 
 def plot_attention(result: Result, path: str | None = None):

@@ -1,27 +1,24 @@
 """Trains and evaluates MemN2N on bAbI as in Sukhbaatar et al. 2015, Section 4.
 
-The work is a list of *units*: one (task set, restart) training run each. Joint
-training has one unit per restart (all tasks at once); per-task training has one per
-(task, restart). Every unit trains with SGD (the paper; ``train.optimizer='adam'`` for
-our 10k recipe) on the summed (not averaged) batch loss, gradients clipped to norm 40,
-the learning rate halved every ``anneal_every`` epochs;
-with linear start (LS) it first trains without the hops' softmax at
-``ls_learning_rate`` until the validation loss stops decreasing. The best restart is
-chosen on validation error (per task for per-task training).
+The study on ``memjax.train``: the work is a list of runs ("units"): one (task set,
+restart) each. Joint training has one unit per restart (all tasks at once); per-task
+training has one per (task, restart). Every unit trains with SGD (the paper;
+``train.optimizer='adam'`` for our 10k recipe) on the summed (not averaged) batch loss,
+gradients clipped to norm 40, the learning rate halved every ``anneal_every`` epochs;
+with linear start (LS) it first trains without the hops' softmax at ``ls_learning_rate``
+until the validation loss stops decreasing (a hook switches the phase). The best restart
+is chosen on validation error (per task for per-task training).
 
-Each unit checkpoints into ``workdir/checkpoints/unit_XXX`` (Orbax) and, when done,
-writes ``workdir/units/unit_XXX.json``; a killed run resumes at the last checkpoint of
-the first unfinished unit. The whole epoch is one jitted ``lax.scan`` over batches with
-the data on device.
+``memjax.train.run_all`` runs the units (``workdir/runs/unit_XXX/``: checkpoints,
+metrics.jsonl, result.json; a killed run resumes at the last checkpoint of the first
+unfinished unit) and ``memjax.train.fit`` each unit's epochs. An epoch is one jitted
+``lax.scan`` over the batches of all length buckets, with the data on device.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
-import os
-import time
 from typing import Any, NamedTuple
 
 import jax
@@ -29,32 +26,35 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
-from experiments.babi import paper_results, synthetic
+from experiments.babi import paper_results
+from memjax import train
+from memjax.data import babi
+from memjax.data.babi import synthetic
 from memjax.models import memn2n
-from memjax.train import Checkpointer, data_mesh, replicate, write_json_atomic, write_results
+from memjax.train import batches
 from memjax.train import clip as clip_lib
-from memjax.train.compile import compiler_options
-from memjax.train.parallel import batch_sharding
 
 FAILED_ERROR = 5.0  # a task fails when its test error exceeds 5% (the paper's count)
 
 
-class TrainState(NamedTuple):
-  """Everything a unit's training carries between epochs (all arrays: checkpointable)."""
+class Progress(NamedTuple):
+  """A unit's state beside the parameters (checkpointed with them)."""
 
-  params: Any
-  opt_state: Any
-  best_params: Any  # params at the best validation error so far
-  rng: jax.Array  # uint32 key data [2]
+  best_params: Any  # the softmax-phase params with the best validation error so far
+  linear: jax.Array  # [] bool: in the linear-start phase
+  switch_epoch: jax.Array  # [] int32 the first softmax-phase epoch
+  ls_best_val_loss: jax.Array  # [] float32 (inf before the first LS epoch)
+  ls_best_epoch: jax.Array  # [] int32
+  best_val_error: jax.Array  # [] float32 (inf before the first softmax epoch)
+  best_epoch: jax.Array  # [] int32 (-1 before the first softmax epoch)
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def load_data(config: ml_collections.ConfigDict, tasks: list[int]):
-  """The arrays of ``tasks`` (``memjax.data.babi.BabiArrays`` or the synthetic stand-in)."""
+def load_data(config: ml_collections.ConfigDict, tasks: list[int]) -> babi.BabiArrays:
+  """The arrays of ``tasks`` (``memjax.data.babi.load_arrays`` or the synthetic stand-in)."""
   data = config.data
   if data.source == "synthetic":
     return synthetic.load_arrays(
@@ -67,8 +67,6 @@ def load_data(config: ml_collections.ConfigDict, tasks: list[int]):
     )
   if data.source != "babi":
     raise ValueError(f"config.data.source={data.source!r} must be 'babi' or 'synthetic'")
-  from memjax.data import babi
-
   return babi.load_arrays(
     tasks,
     lang=data.lang,
@@ -79,17 +77,20 @@ def load_data(config: ml_collections.ConfigDict, tasks: list[int]):
   )
 
 
-def _units(config) -> list[dict]:
+def units(config) -> list[train.Run]:
+  """The study's runs: ``unit_XXX`` with spec ``{'tasks': [...], 'restart': r}``."""
   tasks = list(config.tasks)
   restarts = range(config.train.num_restarts)
   if config.mode == "joint":
-    return [{"tasks": tasks, "restart": r} for r in restarts]
-  if config.mode == "per_task":
-    return [{"tasks": [t], "restart": r} for t in tasks for r in restarts]
-  raise ValueError(f"config.mode={config.mode!r} must be 'joint' or 'per_task'")
+    specs = [{"tasks": tasks, "restart": r} for r in restarts]
+  elif config.mode == "per_task":
+    specs = [{"tasks": [t], "restart": r} for t in tasks for r in restarts]
+  else:
+    raise ValueError(f"config.mode={config.mode!r} must be 'joint' or 'per_task'")
+  return [train.Run(f"unit_{i:03d}", spec) for i, spec in enumerate(specs)]
 
 
-# ----------------------------------------------------------------------------- model + steps
+# ----------------------------------------------------------------------------- model
 
 
 def make_model(config, vocab_size: int, sentence_size: int = 0) -> memn2n.MemN2N:
@@ -100,7 +101,7 @@ def make_model(config, vocab_size: int, sentence_size: int = 0) -> memn2n.MemN2N
   return memn2n.MemN2N(
     vocab_size=vocab_size,
     embedding_size=m.embedding_size,
-    memory_size=config.data.memory_size,
+    num_slots=config.data.memory_size,
     num_hops=m.num_hops,
     encoding=m.encoding,
     temporal=m.temporal,
@@ -117,7 +118,7 @@ OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
 
 def make_optimizer(config) -> optax.GradientTransformation:
   """Clip the gradient norm, then ``train.optimizer`` (SGD, the paper's, by default) whose
-  learning rate lives in the state."""
+  learning rate lives in the state (``memjax.train.set_hyperparams``)."""
   per_param = config.train.get("clip_per_param", False)
   clip = clip_lib.clip_each_by_norm if per_param else clip_lib.clip_by_global_norm
   name = config.train.get("optimizer", "sgd")
@@ -129,77 +130,28 @@ def make_optimizer(config) -> optax.GradientTransformation:
   )
 
 
-def init_state(config, model, sentence_size: int, seed: int) -> TrainState:
-  rng = jax.random.PRNGKey(seed)
-  rng, init_rng = jax.random.split(rng)
+def init_state(config, model, sentence_size: int, seed: int) -> train.TrainState:
+  rng, init_rng = jax.random.split(jax.random.PRNGKey(seed))
   story = jnp.zeros((1, config.data.memory_size, sentence_size), jnp.int32)
   params = model.init(init_rng, story, jnp.zeros((1, sentence_size), jnp.int32))
-  opt_state = make_optimizer(config).init(params)
-  return TrainState(params, opt_state, params, rng)
-
-
-def _with_lr(opt_state, lr):
-  clip_state, sgd_state = opt_state
-  hyper = dict(sgd_state.hyperparams)
-  hyper["learning_rate"] = jnp.asarray(lr, jnp.asarray(hyper["learning_rate"]).dtype)
-  return (clip_state, sgd_state._replace(hyperparams=hyper))
-
-
-def length_buckets(split: dict, sizes, memory_size: int, word_sizes=()) -> list[dict]:
-  """Splits examples by story length (and sentence length): cuts each bucket's padding.
-
-  Stories are left-aligned, so a story of n <= M_b sentences loses nothing when cut to
-  M_b rows, and the model's answer is unchanged; most bAbI stories are short (median 7
-  sentences in en), so this saves most of the work on empty memory rows. Sentences and
-  questions are left-aligned too: each bucket is cut to its longest one, and
-  ``word_sizes`` splits the buckets further by that length (bAbI en: half the examples
-  have no sentence over 7 words, a tenth have one of 10-11), so short sentences are not
-  padded to the longest in the data.
-
-  Args:
-    split: arrays with ``story [E, M, S]``, ``query [E, S]``, ``answer [E]``.
-    sizes: bucket row counts (those >= memory_size are dropped; memory_size is added).
-    memory_size: M.
-    word_sizes: bucket sentence lengths (words); () = one per row bucket.
-
-  Returns:
-    The non-empty buckets, ordered by (rows, words), each a dict of numpy arrays with
-    ``story [E_b, M_b, S_b]``.
-  """
-  sizes = sorted({int(x) for x in sizes if 0 < x < memory_size} | {memory_size})
-  count = np.sum(np.any(split["story"] != 0, axis=-1), axis=-1)
-  words = np.maximum(
-    np.max(np.sum(split["story"] != 0, axis=-1), axis=-1), np.sum(split["query"] != 0, axis=-1)
+  progress = Progress(
+    best_params=jax.tree.map(jnp.copy, params),  # own buffers: the state is donated
+    linear=jnp.asarray(bool(config.train.linear_start)),
+    switch_epoch=jnp.asarray(0, jnp.int32),
+    ls_best_val_loss=jnp.asarray(jnp.inf, jnp.float32),
+    ls_best_epoch=jnp.asarray(0, jnp.int32),
+    best_val_error=jnp.asarray(jnp.inf, jnp.float32),
+    best_epoch=jnp.asarray(-1, jnp.int32),
   )
-  longest = split["story"].shape[-1]
-  word_sizes = sorted({int(x) for x in word_sizes if 0 < x < longest} | {longest})
-  bucket = np.searchsorted(np.asarray(sizes), count)  # smallest size >= count
-  word_bucket = np.searchsorted(np.asarray(word_sizes), words)
-  out = []
-  for b in range(len(sizes)):
-    for w in range(len(word_sizes)):
-      idx = np.flatnonzero((bucket == b) & (word_bucket == w))
-      if idx.size:
-        rows = max(1, int(count[idx].max()))  # no bucket keeps rows that are empty in all
-        cols = max(1, int(words[idx].max()))  # words are left-aligned too: cut S as well
-        out.append(
-          {
-            "story": split["story"][idx, :rows, :cols],
-            "query": split["query"][idx, :cols],
-            "answer": split["answer"][idx],
-          }
-        )
-  return out
+  return train.TrainState.create(params, make_optimizer(config), rng, progress)
 
 
-_COMPILED: dict = {}  # (kind, model, settings) -> jitted fn: units with equal shapes share it
+# ----------------------------------------------------------------------------- one epoch
 
 
-def _cached(kind: str, model, config, mesh, build):
+def _settings(config, mesh) -> tuple:
   t = config.train
-  key = (
-    kind,
-    model,
+  return (
     t.get("clip_per_param", False),
     t.get("optimizer", "sgd"),
     t.batch_size,
@@ -207,100 +159,79 @@ def _cached(kind: str, model, config, mesh, build):
     t.max_grad_norm,
     t.learning_rate,
     t.eval_batch_size,
+    t.get("compute_dtype", ""),
     config.data.memory_size,
     mesh,
   )
-  if key not in _COMPILED:
-    _COMPILED[key] = build(config, model, mesh)
-  return _COMPILED[key]
 
 
-def make_train_epoch(config, model, mesh):
-  """A jitted ``(state, buckets, lr, linear) -> (state, mean_loss)`` over one epoch.
+_COMPILED: dict = {}  # (kind, model, settings, ...) -> jitted fn: units of equal shapes share it
+
+
+def make_train_epoch(config, model, mesh, num_buckets: int):
+  """``(state, buckets, linear) -> (state, {'loss': [S]})``: one epoch, one dispatch.
 
   Each length bucket is shuffled and cut into batches (the last one padded with
   zero-weight examples); the batches of all buckets are shuffled together and run as one
-  ``lax.scan`` whose step picks the bucket's compiled branch with ``lax.switch``.
+  ``lax.scan`` (``memjax.train.make_train_steps``) whose step differentiates the
+  bucket's branch (``lax.switch``). RN draws its random numbers for the epoch at once.
   """
-  optimizer = make_optimizer(config)
+  key = ("train", model, _settings(config, mesh), num_buckets)
+  if key in _COMPILED:
+    return _COMPILED[key]
   batch_size = config.train.batch_size
   noise = config.train.random_noise
   num_times = config.data.memory_size
-  shard = mesh.size > 1 and batch_size % mesh.size == 0
-
   draws = memn2n.random_noise_draws(num_times, noise) if noise > 0 else 1
 
-  def loss_fn(params, story, query, answer, weight, uniforms, linear):
+  def example_loss(params, rows, x, key, linear):
+    del key
     ages = None
     if noise > 0:
-      ages = memn2n.random_noise_ages_from_uniform(uniforms, story, noise, num_times)
-    logits, _ = model.apply(params, story, query, ages=ages, linear=linear)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, answer)
-    return jnp.sum(losses * weight)  # summed, not averaged, over the batch (the paper)
+      ages = memn2n.random_noise_ages_from_uniform(x["uniforms"], rows["story"], noise, num_times)
+    logits, _ = model.apply(params, rows["story"], rows["query"], ages=ages, linear=linear)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, rows["answer"])
+    return jnp.sum(losses * x["weight"]), {}  # summed, not averaged, over the batch
 
-  @functools.partial(jax.jit, compiler_options=compiler_options())
-  def train_epoch(state: TrainState, buckets: list, lr: jax.Array, linear: jax.Array):
-    rng = jax.random.wrap_key_data(state.rng)
-    rng, order_rng, step_rng, *bucket_rngs = jax.random.split(rng, 3 + len(buckets))
-    orders, weights, ids = [], [], []
-    for b, (data, key) in enumerate(zip(buckets, bucket_rngs, strict=True)):
-      n = data["answer"].shape[0]
-      num_batches = math.ceil(n / batch_size)
-      perm = jax.random.permutation(key, n)
-      slots = jnp.arange(num_batches * batch_size)
-      orders.append(perm[slots % n].reshape(num_batches, batch_size))
-      weights.append((slots < n).astype(jnp.float32).reshape(num_batches, batch_size))
-      ids.append(jnp.full((num_batches,), b, jnp.int32))
-    shuffle = jax.random.permutation(order_rng, sum(o.shape[0] for o in orders))
-    order = jnp.concatenate(orders)[shuffle]
-    weight = jnp.concatenate(weights)[shuffle]
-    bucket_id = jnp.concatenate(ids)[shuffle]
-    # RN's random numbers for the whole epoch in one draw (not one small draw per step).
-    step_uniforms = jax.random.uniform(step_rng, order.shape + (draws,))
-    opt_state = _with_lr(state.opt_state, lr)
+  dtype = config.train.get("compute_dtype", "")
+  steps = train.make_train_steps(
+    batches.bucket_branches(example_loss, num_buckets),
+    make_optimizer(config),
+    branch_fn=lambda x: x["bucket"],
+    mesh=mesh,
+    compute_dtype=jnp.dtype(dtype) if dtype else None,
+  )
 
-    def branch(data):
-      def run(params, opt_state, idx, w, r):
-        batch = (data["story"][idx], data["query"][idx], data["answer"][idx], w, r)
-        if shard:
-          batch = tuple(
-            jax.lax.with_sharding_constraint(x, batch_sharding(mesh, 0, x.ndim)) for x in batch
-          )
-        loss, grads = jax.value_and_grad(loss_fn)(params, *batch, linear)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+  @jax.jit
+  def plan(rng, sizes_like):
+    keys = jax.random.split(jax.random.wrap_key_data(rng), 3 + len(sizes_like))
+    sizes = [a.shape[0] for a in sizes_like]
+    xs = batches.bucketed_epoch(jnp.concatenate([keys[1:2], keys[3:]]), sizes, batch_size)
+    xs["uniforms"] = jax.random.uniform(keys[2], xs["index"].shape + (draws,))
+    return jax.random.key_data(keys[0]), xs
 
-      return run
+  def train_epoch(state, buckets, linear):
+    rng, xs = plan(state.rng, [b["answer"] for b in buckets])
+    return steps(state._replace(rng=rng), xs, (buckets, jnp.asarray(linear)))
 
-    branches = [branch(data) for data in buckets]
-
-    def step(carry, xs):
-      params, opt_state = carry
-      b, idx, w, r = xs
-      params, opt_state, loss = jax.lax.switch(b, branches, params, opt_state, idx, w, r)
-      return (params, opt_state), loss
-
-    (params, opt_state), losses = jax.lax.scan(
-      step, (state.params, opt_state), (bucket_id, order, weight, step_uniforms)
-    )
-    total = sum(data["answer"].shape[0] for data in buckets)
-    new_state = TrainState(params, opt_state, state.best_params, jax.random.key_data(rng))
-    return new_state, jnp.sum(losses) / total
-
+  _COMPILED[key] = train_epoch
   return train_epoch
 
 
 def make_evaluate(config, model, mesh=None):
   """``(params, split, linear) -> (loss [E], correct [E])`` in fixed-size jitted chunks."""
+  key = ("evaluate", model, _settings(config, mesh))
+  if key in _COMPILED:
+    return _COMPILED[key]
 
-  @functools.partial(jax.jit, compiler_options=compiler_options())
+  @functools.partial(jax.jit, compiler_options=train.compiler_options())
   def _chunk(params, story, query, answer, linear):
     logits, _ = model.apply(params, story, query, linear=linear)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, answer)
     return loss, jnp.argmax(logits, -1) == answer
 
   def evaluate(params, split: dict, linear: bool = False):
-    (split,) = length_buckets(split, (), config.data.memory_size)  # trim empty rows / words
+    (split,) = babi.length_buckets(split, (), config.data.memory_size)  # trim empty rows/words
     n = split["answer"].shape[0]
     chunk = min(config.train.eval_batch_size, n)
     losses, correct = [], []
@@ -317,6 +248,7 @@ def make_evaluate(config, model, mesh=None):
       correct.append(np.asarray(ok)[:m])
     return np.concatenate(losses), np.concatenate(correct)
 
+  _COMPILED[key] = evaluate
   return evaluate
 
 
@@ -328,132 +260,104 @@ def per_task_error(correct: np.ndarray, task: np.ndarray) -> dict[int, float]:
 # ----------------------------------------------------------------------------- one unit
 
 
-def _unit_dir(workdir, index):
-  return os.path.join(workdir, "checkpoints", f"unit_{index:03d}")
+def linear_start_and_best(config):
+  """The hook of every epoch: the LS phase switch, the best parameters, the end.
+
+  LS ends when the validation loss has not decreased for ``ls_patience`` epochs or after
+  ``ls_max_epochs``; in the softmax phase the parameters with the lowest validation error
+  are kept (``keep_best``); the unit stops after ``num_epochs`` softmax epochs.
+  """
+  tc = config.train
+
+  def hook(state: train.TrainState, row: dict) -> tuple[train.TrainState, bool]:
+    p = state.extra
+    epoch = row["round"] - 1
+    row["epoch"] = epoch
+    linear = bool(row["linear"])
+    if linear:
+      if row["val_loss"] < float(p.ls_best_val_loss):
+        p = p._replace(
+          ls_best_val_loss=jnp.float32(row["val_loss"]), ls_best_epoch=jnp.int32(epoch)
+        )
+      stalled = tc.ls_patience > 0 and epoch - int(p.ls_best_epoch) >= tc.ls_patience
+      if stalled or epoch + 1 >= tc.ls_max_epochs:  # re-insert the softmax
+        p = p._replace(linear=jnp.asarray(False), switch_epoch=jnp.int32(epoch + 1))
+    else:  # keep the softmax-phase params with the best validation error
+      if not tc.keep_best or row["val_error"] <= float(p.best_val_error):
+        best = jax.tree.map(jnp.copy, state.params)  # a copy: the next epoch donates params
+        p = p._replace(
+          best_params=best,
+          best_val_error=jnp.float32(row["val_error"]),
+          best_epoch=jnp.int32(epoch),
+        )
+    done = not bool(p.linear) and epoch + 1 - int(p.switch_epoch) >= tc.num_epochs
+    return state._replace(extra=p), done
+
+  return hook
 
 
-def _unit_json(workdir, index):
-  return os.path.join(workdir, "units", f"unit_{index:03d}.json")
-
-
-def train_unit(config, workdir: str, index: int, unit: dict, data, mesh) -> dict:
+def train_unit(config, run: train.Run, directory: str, data, mesh) -> dict:
   """Trains one (tasks, restart) unit to the end (resuming its checkpoint) and evaluates it."""
   tc = config.train
+  tasks, restart = run.spec["tasks"], run.spec["restart"]
   model = make_model(config, len(data.vocab), data.sentence_size)
-  seed = tc.seed + 1000 * unit["restart"] + unit["tasks"][0] * (config.mode == "per_task")
-  fresh = init_state(config, model, data.sentence_size, seed)
-  meta = {
-    "epoch": 0,
-    "phase": "linear" if tc.linear_start else "softmax",
-    "switch_epoch": 0,
-    "ls_best_val_loss": None,
-    "best_val_error": None,
-    "best_epoch": None,
-    "train_seconds": 0.0,
-    "examples": 0,
-    "history": [],
-  }
-  ckpt = Checkpointer(_unit_dir(workdir, index), max_to_keep=1)
-  restored = ckpt.restore_latest(jax.eval_shape(lambda: fresh))
-  state = fresh
-  if restored is not None:
-    _, state, meta = restored
-    print(f"unit {index}: resumed at epoch {meta['epoch']} ({meta['phase']} phase)")
-  state = replicate(state, mesh)
-  train = replicate(
-    length_buckets(
-      data.train, tc.bucket_sizes, config.data.memory_size, tc.get("word_bucket_sizes", ())
-    ),
-    mesh,
-  )
-  train_epoch = _cached("train", model, config, mesh, make_train_epoch)
-  evaluate = _cached("evaluate", model, config, mesh, make_evaluate)
-
-  max_epochs = tc.num_epochs + (tc.ls_max_epochs if tc.linear_start else 0)
-  desc = f"unit {index} tasks={_task_label(unit['tasks'])} restart={unit['restart']}"
-  bar = tqdm.tqdm(total=max_epochs, initial=meta["epoch"], desc=desc, leave=False)
+  seed = tc.seed + 1000 * restart + tasks[0] * (config.mode == "per_task")
+  word_sizes = tc.get("word_bucket_sizes", ())
+  buckets = babi.length_buckets(data.train, tc.bucket_sizes, config.data.memory_size, word_sizes)
+  buckets = train.replicate(buckets, mesh)
+  train_epoch = make_train_epoch(config, model, mesh, len(buckets))
+  evaluate = make_evaluate(config, model, mesh)
   n = data.train["answer"].shape[0]
-  compiled = False
-  while True:
-    epoch = meta["epoch"]
-    linear = meta["phase"] == "linear"
-    if not linear and epoch - meta["switch_epoch"] >= tc.num_epochs:
-      break
+
+  def train_fn(state, epoch):
+    p = state.extra
+    linear = bool(p.linear)
     if linear:
       lr = tc.ls_learning_rate
     else:
-      anneals = (epoch - meta["switch_epoch"]) // tc.anneal_every
-      lr = tc.learning_rate * tc.anneal_factor**anneals
-    start = time.time()
-    state, train_loss = train_epoch(state, train, jnp.float32(lr), jnp.asarray(linear))
-    train_loss = float(train_loss)
-    seconds = time.time() - start
-    if compiled:  # throughput excludes the epoch that compiled the step
-      meta["train_seconds"] += seconds
-      meta["examples"] += n
-    compiled = True
-    val_loss, val_ok = evaluate(state.params, data.validation, linear)
-    val_loss, val_error = float(val_loss.mean()), float(100 * (1 - val_ok.mean()))
-    meta["history"].append(
-      {
-        "epoch": epoch,
-        "lr": lr,
-        "linear": linear,
-        "seconds": seconds,
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "val_error": val_error,
-      }
-    )
-    meta["epoch"] = epoch + 1
-    if linear:
-      best = meta["ls_best_val_loss"]
-      if best is None or val_loss < best:
-        meta["ls_best_val_loss"], meta["ls_best_epoch"] = val_loss, epoch
-      stalled = tc.ls_patience > 0 and epoch - meta["ls_best_epoch"] >= tc.ls_patience
-      if stalled or epoch + 1 >= tc.ls_max_epochs:  # re-insert the softmax
-        meta["phase"], meta["switch_epoch"] = "softmax", epoch + 1
-    if not linear:  # keep the softmax-phase params with the best validation error
-      best = meta["best_val_error"]
-      if not tc.keep_best or best is None or val_error <= best:
-        meta["best_val_error"], meta["best_epoch"] = val_error, epoch
-        state = state._replace(best_params=state.params)
-    bar.update(1)
-    bar.set_postfix(
-      phase=meta["phase"][:3], lr=f"{lr:.4g}", loss=f"{train_loss:.3f}", val_err=f"{val_error:.1f}"
-    )
-    if meta["epoch"] % tc.checkpoint_every_epochs == 0:
-      ckpt.save(meta["epoch"], state, meta)
-  bar.close()
-  if ckpt.latest_step() != meta["epoch"]:
-    ckpt.save(meta["epoch"], state, meta)
-  ckpt.close()
+      lr = tc.learning_rate * tc.anneal_factor ** ((epoch - int(p.switch_epoch)) // tc.anneal_every)
+    state = state._replace(opt_state=train.set_hyperparams(state.opt_state, learning_rate=lr))
+    state, metrics = train_epoch(state, buckets, linear)
+    return state, {"train_loss": jnp.sum(metrics["loss"]) / n, "lr": lr, "linear": linear}
 
-  params = state.best_params
-  result = {"index": index, "tasks": unit["tasks"], "restart": unit["restart"]}
+  def eval_fn(state):
+    val_loss, val_ok = evaluate(state.params, data.validation, bool(state.extra.linear))
+    return {"val_loss": float(val_loss.mean()), "val_error": float(100 * (1 - val_ok.mean()))}
+
+  label = "all" if len(tasks) == 20 else ",".join(map(str, tasks))
+  result = train.fit(
+    lambda: init_state(config, model, data.sentence_size, seed),
+    train_fn,
+    workdir=directory,
+    num_rounds=tc.num_epochs + (tc.ls_max_epochs if tc.linear_start else 0),
+    eval_fn=eval_fn,
+    hooks=[linear_start_and_best(config)],
+    checkpoint_every=tc.checkpoint_every_epochs,
+    mesh=mesh,
+    desc=f"{run.name} tasks={label} restart={restart}",
+    postfix=("lr", "train_loss", "val_error"),
+    max_to_keep=1,
+  )
+  progress = result.state.extra
+  out = {"index": int(run.name.split("_")[-1]), "tasks": tasks, "restart": restart}
   for split in ("train", "validation", "test"):
-    _, ok = evaluate(params, getattr(data, split))
-    result[f"{split}_error"] = float(100 * (1 - ok.mean()))
-    result[f"{split}_task_error"] = per_task_error(ok, getattr(data, split)["task"])
-  result.update(
-    best_epoch=meta["best_epoch"],
-    switch_epoch=meta["switch_epoch"],
-    epochs=meta["epoch"],
-    train_seconds=meta["train_seconds"],
-    examples=meta["examples"],
-    total_train_seconds=sum(h["seconds"] for h in meta["history"]),
+    _, ok = evaluate(progress.best_params, getattr(data, split))
+    out[f"{split}_error"] = float(100 * (1 - ok.mean()))
+    out[f"{split}_task_error"] = per_task_error(ok, getattr(data, split)["task"])
+  out.update(
+    best_epoch=int(progress.best_epoch),
+    switch_epoch=int(progress.switch_epoch),
+    epochs=result.rounds,
+    train_seconds=result.train_time_s,
+    examples=result.timed_rounds * n,
+    total_train_seconds=sum(h["seconds"] for h in result.history),
     vocab=json.loads(data.vocab.to_json()),
     sentence_size=data.sentence_size,
     vocab_size=len(data.vocab),
-    history=meta["history"],
+    history=result.history,
     fallback_tasks=list((data.metadata or {}).get("fallback_tasks") or []),
   )
-  write_json_atomic(_unit_json(workdir, index), result)
-  return result
-
-
-def _task_label(tasks):
-  return "all" if len(tasks) == 20 else ",".join(map(str, tasks))
+  return out
 
 
 # ----------------------------------------------------------------------------- the experiment
@@ -462,14 +366,10 @@ def _task_label(tasks):
 def select(config, results: list[dict]) -> dict[int, dict]:
   """The chosen unit per task: lowest validation error (per task in per-task mode); ties go
   to the earlier unit (the lower restart)."""
-  chosen = {}
-  if config.mode == "joint":
-    best = min(results, key=lambda r: (r["validation_error"], r["index"]))
-    return {t: best for t in config.tasks}
-  for t in config.tasks:
-    mine = [r for r in results if r["tasks"] == [t]]
-    chosen[t] = min(mine, key=lambda r: (r["validation_error"], r["index"]))
-  return chosen
+  best = train.select_best(
+    results, score=lambda r: r["validation_error"], group=lambda r: tuple(r["tasks"])
+  )
+  return {t: best[tuple(r_tasks)] for r_tasks in best for t in r_tasks if t in config.tasks}
 
 
 def _by_task(table: dict, task: int):
@@ -482,8 +382,7 @@ def summarize(config, results: list[dict], wall_time: float) -> dict:
   errors = np.array(list(test.values()))
   examples = sum(r["examples"] for r in results)
   seconds = sum(r["train_seconds"] for r in results)
-  paper = paper_results.lookup(config.paper_setting)
-  metrics = {
+  return {
     "per_task_test_error": test,
     "mean_test_error": float(errors.mean()),
     "failed_tasks": int(np.sum(errors > FAILED_ERROR)),
@@ -494,9 +393,8 @@ def summarize(config, results: list[dict], wall_time: float) -> dict:
     "train_seconds": seconds,
     "wall_time_s": wall_time,
     "paper_setting": config.paper_setting,
-    "paper": paper,
+    "paper": paper_results.lookup(config.paper_setting),
   }
-  return metrics
 
 
 def format_table(metrics: dict) -> str:
@@ -520,54 +418,42 @@ def format_table(metrics: dict) -> str:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs every unit of ``config`` (resuming), writes ``results.json`` and returns its metrics."""
-  os.makedirs(workdir, exist_ok=True)
-  mesh = data_mesh(config.num_devices or None)
-  progress_path = os.path.join(workdir, "progress.json")
-  progress = {"wall_time_s": 0.0}
-  if os.path.exists(progress_path):
-    with open(progress_path) as f:
-      progress = json.load(f)
-  session_start = time.time()
-  units = _units(config)
-  results, data, data_tasks = [], None, None
-  fallback = set()
-  for index, unit in enumerate(units):
-    path = _unit_json(workdir, index)
-    if os.path.exists(path):
-      with open(path) as f:
-        results.append(json.load(f))
-      continue
-    if data is None or (config.mode == "per_task" and data_tasks != unit["tasks"]):
-      load_tasks = list(config.tasks) if config.mode == "joint" else unit["tasks"]
-      data, data_tasks = load_data(config, load_tasks), unit["tasks"]
-      for t in data.metadata.get("fallback_tasks") or []:
+  mesh = train.data_mesh(config.num_devices or None)
+  train.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
+  loaded: dict[str, Any] = {"tasks": None, "data": None}
+  fallback: set[int] = set()
+
+  def train_one(run: train.Run, directory: str) -> dict:
+    tasks = list(config.tasks) if config.mode == "joint" else run.spec["tasks"]
+    if loaded["tasks"] != tasks:
+      loaded["tasks"], loaded["data"] = tasks, load_data(config, tasks)
+      for t in loaded["data"].metadata.get("fallback_tasks") or []:
         if t not in fallback:
           print(
             f"note: {config.data.lang} task {t} trains on the 1k training file "
             "(the 10k archive lacks it)"
           )
         fallback.add(t)
-    results.append(train_unit(config, workdir, index, unit, data, mesh))
-    progress["wall_time_s"] += time.time() - session_start
-    session_start = time.time()
-    write_json_atomic(progress_path, progress)
-  wall = progress["wall_time_s"] + time.time() - session_start
+    return train_unit(config, run, directory, loaded["data"], mesh)
+
+  results, wall = train.run_all(workdir, units(config), train_one)
   metrics = summarize(config, results, wall)
   for r in results:  # also for units restored from disk
     fallback |= set(r.get("fallback_tasks", []))
-  write_results(
+  drop = ("history", "vocab", "spec")
+  train.write_results(
     workdir,
     metrics,
     config,
     wall,
     extra={
       "fallback_tasks_on_1k_training_file": sorted(fallback),
-      "units": [{k: v for k, v in r.items() if k not in ("history", "vocab")} for r in results],
+      "units": [{k: v for k, v in r.items() if k not in drop} for r in results],
     },
   )
   print(format_table(metrics))
   print(
     f"train examples/s: {metrics['train_examples_per_second']:.0f}   wall time: {wall:.1f} s"
-    f"   results: {os.path.join(workdir, 'results.json')}"
+    f"   results: {workdir}/results.json"
   )
   return metrics

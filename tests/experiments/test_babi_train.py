@@ -6,8 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from experiments.babi import interactive, paper_results, synthetic, train
+from experiments.babi import interactive, paper_results, train
 from experiments.babi.configs import default, per_task, smoke, variants
+from memjax import train as memjax_train
+from memjax.data.babi import synthetic
 from memjax.train import Checkpointer
 
 
@@ -35,7 +37,7 @@ class _Killed(Exception):
   pass
 
 
-def test_train_and_evaluate_and_resume_after_kill(tmp_path, monkeypatch, capsys):
+def test_train_and_evaluate_and_resume_after_kill(tmp_path, monkeypatch):
   config = _tiny_config()
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   results = json.loads((tmp_path / "straight" / "results.json").read_text())
@@ -72,20 +74,27 @@ def test_train_and_evaluate_and_resume_after_kill(tmp_path, monkeypatch, capsys)
   workdir = str(tmp_path / "killed")
   with pytest.raises(_Killed):
     train.train_and_evaluate(config, workdir)
-  assert os.path.exists(os.path.join(workdir, "units", "unit_000.json"))
-  assert not os.path.exists(os.path.join(workdir, "units", "unit_001.json"))
+  assert os.path.exists(os.path.join(workdir, "runs", "unit_000", "result.json"))
+  assert not os.path.exists(os.path.join(workdir, "runs", "unit_001", "result.json"))
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   monkeypatch.setattr(Checkpointer, "save", original)
-  capsys.readouterr()
+  restored = []
+  real_restore = Checkpointer.restore_latest
+
+  def spy_restore(self, target):
+    out = real_restore(self, target)
+    restored.append((os.path.basename(os.path.dirname(self.directory)), out and out[0]))
+    return out
+
+  monkeypatch.setattr(Checkpointer, "restore_latest", spy_restore)
   resumed = train.train_and_evaluate(config, workdir)
-  out = capsys.readouterr().out
-  assert "unit 1: resumed at epoch 3" in out  # not retrained from scratch
-  assert "unit 0: resumed" not in out  # a finished unit is read from units/, not rerun
+  # Unit 1 resumes at its third epoch; the finished unit 0 is read back, not trained again.
+  assert restored == [("unit_001", 3)]
 
   # Same rng, data order, LS switch and best epoch: identical to the uninterrupted run.
   for i in range(2):
-    a = json.loads((tmp_path / "straight" / "units" / f"unit_{i:03d}.json").read_text())
-    b = json.loads(open(os.path.join(workdir, "units", f"unit_{i:03d}.json")).read())
+    a = json.loads((tmp_path / "straight" / "runs" / f"unit_{i:03d}" / "result.json").read_text())
+    b = json.loads(open(os.path.join(workdir, "runs", f"unit_{i:03d}", "result.json")).read())
     ha, hb = _strip(a)["history"], _strip(b)["history"]
     assert len(ha) == len(hb)
     for x, y in zip(ha, hb, strict=True):
@@ -103,7 +112,7 @@ def test_linear_start_switches_and_lr_anneals(tmp_path):
   config.train.anneal_every = 2
   config.train.learning_rate = 0.01  # after LS (the default is the reference code's 0.005)
   train.train_and_evaluate(config, str(tmp_path))
-  unit = json.loads((tmp_path / "units" / "unit_000.json").read_text())
+  unit = json.loads((tmp_path / "runs" / "unit_000" / "result.json").read_text())
   hist = unit["history"]
   switch = unit["switch_epoch"]
   assert 1 <= switch <= 2 and len(hist) == switch + 4
@@ -189,7 +198,7 @@ def test_make_optimizer_steps_like_optax(name):
   expected = [-2.4, -3.2] if name == "sgd" else [-0.1, -0.1]
   np.testing.assert_allclose(updates["w"], expected, rtol=1e-4)
   # The epoch loop sets the learning rate in the state; both optimizers must expose it.
-  state = train._with_lr(opt.init(params), 0.05)
+  state = memjax_train.set_hyperparams(opt.init(params), learning_rate=0.05)
   updates, _ = opt.update(grads, state, params)
   np.testing.assert_allclose(updates["w"], np.array(expected) / 2, rtol=1e-4)
 
