@@ -10,9 +10,14 @@ import importlib
 from memjax.data import algorithmic, buckets, vocab
 from memjax.data.algorithmic import (
   AlgorithmicBatch,
+  AlgorithmicTask,
+  LengthGroups,
   associative_recall_task,
   copy_task,
+  length_groups,
+  make_task,
   repeat_copy_task,
+  sequence_costs,
 )
 from memjax.data.buckets import Bucket, bucket_by_length, even_boundaries
 from memjax.data.vocab import OutOfVocabularyError, Vocab
@@ -50,6 +55,11 @@ __all__ = [
   "buckets",
   "vocab",
   "AlgorithmicBatch",
+  "AlgorithmicTask",
+  "LengthGroups",
+  "length_groups",
+  "make_task",
+  "sequence_costs",
   "Bucket",
   "OutOfVocabularyError",
   "Vocab",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -126,6 +127,9 @@ def select_best(
 ) -> dict[Hashable, dict[str, Any]]:
   """The result with the lowest score in each group; ties go to the earlier result.
 
+  A NaN score (a run that diverged) ranks last: it is chosen only when its whole group
+  is NaN.
+
   Args:
     results: the runs' results, in run order.
     score: lower is better (e.g. validation error).
@@ -138,6 +142,7 @@ def select_best(
   for i, r in enumerate(results):
     g = None if group is None else group(r)
     s = float(score(r))
+    s = math.inf if math.isnan(s) else s
     if g not in best or s < best[g][0]:
       best[g] = (s, i)
   return {g: results[i] for g, (_, i) in best.items()}

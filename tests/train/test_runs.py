@@ -160,7 +160,8 @@ def test_select_best_lowest_score_per_group_ties_to_the_earlier():
   assert select_best([], score=lambda r: r["val"]) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="a NaN score (a diverged run) seen first is never beaten")
 def test_select_best_does_not_pick_a_nan_score():
   results = [{"val": float("nan")}, {"val": 1.0}]
   assert select_best(results, score=lambda r: r["val"])[None] is results[1]
+  only_nan = [{"val": float("nan")}, {"val": float("nan")}]
+  assert select_best(only_nan, score=lambda r: r["val"])[None] is only_nan[0]
