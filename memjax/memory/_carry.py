@@ -1,8 +1,9 @@
 """Helpers shared by the memory cells: batching a single-example state, splitting inputs.
 
 The pure memory ops are written for one example. A cell's carry holds the same state
-with leading batch axes ``[*B, ...]`` on every leaf; these helpers build such a carry
-and lift single-example ops over it with nested :func:`jax.vmap`.
+with leading batch axes ``[*B, ...]`` on every leaf; these helpers build such a carry,
+lift single-example ops over it with nested :func:`jax.vmap`, and check the scan carry
+rule (a step returns a carry of the same structure, shapes and dtypes as it got).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -98,4 +100,44 @@ def check_carry_batch(carry: Any, x: jax.Array, feature_ndim: dict[str, int]) ->
       )
 
 
-__all__ = ["broadcast_state", "vmap_batch", "split_input", "check_carry_batch"]
+def check_carry_kept(cell: str, carry: Any, new_carry: Any) -> None:
+  """Checks the scan carry rule: ``new_carry`` is typed exactly like ``carry``.
+
+  Same tree structure, and per leaf the same shape, dtype and weak type (a weakly typed
+  leaf would retrace a jitted step and change the type of a ``lax.scan`` carry). Only
+  static properties are compared, so under ``jit`` the check runs once, at trace time,
+  and costs nothing at run time.
+
+  Args:
+    cell: the name of the cell whose ``__call__`` produced ``new_carry`` (for the error).
+    carry: the carry the step got.
+    new_carry: the carry the step returns.
+
+  Raises:
+    TypeError: naming ``cell`` and the first leaf that differs.
+  """
+  try:
+    chex.assert_trees_all_equal_structs(carry, new_carry)
+    chex.assert_trees_all_equal_shapes_and_dtypes(carry, new_carry)
+  except AssertionError as e:
+    raise TypeError(
+      f"{cell} must return a carry of the structure, shapes and dtypes it got (the scan "
+      f"carry rule; tree 0 is the carry it got, tree 1 the one it returned): {e}"
+    ) from None
+  old_leaves = jax.tree_util.tree_flatten_with_path(carry)[0]
+  for (path, old), new in zip(old_leaves, jax.tree.leaves(new_carry), strict=True):
+    if jax.typeof(old).weak_type != jax.typeof(new).weak_type:
+      raise TypeError(
+        f"{cell} must return a carry of the types it got (the scan carry rule), but carry"
+        f"{jax.tree_util.keystr(path)} came in as {jax.typeof(old)} and went out as "
+        f"{jax.typeof(new)} ('~' marks a weak type)"
+      )
+
+
+__all__ = [
+  "broadcast_state",
+  "vmap_batch",
+  "split_input",
+  "check_carry_batch",
+  "check_carry_kept",
+]

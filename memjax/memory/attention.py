@@ -218,8 +218,9 @@ class AttentionMemoryCell(nn.RNNCellBase):
     value = dense(self.value_size, "value")(x_t if y_t is None else y_t)
     nb = x.ndim - 1
     out, _ = _carry.vmap_batch(lambda s, q: read(s, q, self.similarity), nb)(carry, query)
-    carry = _carry.vmap_batch(write, nb)(carry, key, value)
-    return carry, out
+    new = _carry.vmap_batch(write, nb)(carry, key, value)
+    _carry.check_carry_kept("AttentionMemoryCell", carry, new)
+    return new, out
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> AttentionState:

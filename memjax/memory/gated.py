@@ -245,6 +245,7 @@ class GatedMemoryCell(nn.RNNCellBase):
     new, context = _carry.vmap_batch(fn, len(batch))(
       carry, hidden, gate.astype(hidden.dtype), query.astype(hidden.dtype)
     )
+    _carry.check_carry_kept("GatedMemoryCell", carry, new)
     y = hidden + context if self.residual else context
     return new, y
 

@@ -192,6 +192,7 @@ class HolographicCell(nn.RNNCellBase):
     key, query = _normalize(key, self.eps), _normalize(query, self.eps)
     cast = lambda a: a.astype(carry.trace.dtype)
     new = _carry.vmap_batch(write, len(batch))(carry, cast(key), cast(value), cast(gate))
+    _carry.check_carry_kept("HolographicCell", carry, new)
     y = _carry.vmap_batch(read, len(batch))(new, cast(query))
     return new, y
 

@@ -426,7 +426,9 @@ class KVCell(nn.RNNCellBase):
       state = write(state, kk, v, self.policy, self.update_threshold, self.update_similarity)
       return state, out
 
-    return _carry.vmap_batch(step, x.ndim - 1)(carry, query, key, value)
+    new, out = _carry.vmap_batch(step, x.ndim - 1)(carry, query, key, value)
+    _carry.check_carry_kept("KVCell", carry, new)
+    return new, out
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> KVState:

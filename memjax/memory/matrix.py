@@ -299,7 +299,9 @@ class MatrixMemoryCell(nn.RNNCellBase):
         address = weights
       return write(state, r, address, strength), out
 
-    return _carry.vmap_batch(step, x.ndim - 1)(carry, query, encoded)
+    new, out = _carry.vmap_batch(step, x.ndim - 1)(carry, query, encoded)
+    _carry.check_carry_kept("MatrixMemoryCell", carry, new)
+    return new, out
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> MatrixState:

@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memjax.memory import _carry
 from memjax.ops import _checks
 from memjax.ops.addressing import address
 
@@ -280,12 +281,6 @@ def step(state: NTMState, read_heads: HeadParams, write_heads: HeadParams) -> NT
   )
 
 
-def _vmap_batch(fn, num_batch_dims: int):
-  for _ in range(num_batch_dims):
-    fn = jax.vmap(fn)
-  return fn
-
-
 class NTMCell(nn.RNNCellBase):
   """Neural Turing Machine cell: controller + read/write heads over a memory matrix.
 
@@ -403,8 +398,9 @@ class NTMCell(nn.RNNCellBase):
 
     memory_state = carry._replace(controller=())
     memory_step = jax.checkpoint(step) if self.remat_memory else step
-    new = _vmap_batch(memory_step, len(batch))(memory_state, read_heads, write_heads)
+    new = _carry.vmap_batch(memory_step, len(batch))(memory_state, read_heads, write_heads)
     new = new._replace(controller=controller_state)
+    _carry.check_carry_kept("NTMCell", carry, new)
     out_in = jnp.concatenate([h, new.reads.reshape(batch + (r * width,))], axis=-1)
     y = clip(dense(self.output_size, "output")(out_in))
     return new, y

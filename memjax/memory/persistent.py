@@ -380,11 +380,12 @@ class PersistentMemoryCell(nn.RNNCellBase):
       state = write(state, k_, v_)
       return state, read(state, q_, pk, pv)[0]
 
-    carry, out = _carry.vmap_batch(one, len(batch))(carry, q, k, v)
+    new, out = _carry.vmap_batch(one, len(batch))(carry, q, k, v)
+    _carry.check_carry_kept("PersistentMemoryCell", carry, new)
     y = nn.DenseGeneral(
       self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype, name="out"
     )(out)
-    return carry, y
+    return new, y
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> CacheState:

@@ -1,5 +1,9 @@
 """The carry protocol shared by the memory cells: nn.RNN, nn.scan, NNX bridge, no retrace,
-compile size independent of T, and an 8-device sharded run equal to the unsharded one."""
+compile size independent of T, an 8-device sharded run equal to the unsharded one, and the
+scan carry rule (a step returns the carry's structure, shapes and dtypes) for every cell."""
+
+import importlib
+import pkgutil
 
 import chex
 import flax.linen as nn
@@ -11,7 +15,8 @@ from flax import nnx
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from memjax.memory import attention, kv, matrix
+import memjax.memory
+from memjax.memory import _carry, attention, gated, holographic, kv, matrix, ntm, persistent
 
 F = 5  # x_t has 3 features, y_t 2
 
@@ -25,6 +30,15 @@ CELLS = {
   "matrix": lambda: matrix.MatrixMemoryCell(
     num_slots=4, slot_size=3, input_size=3, addressing="content", init_scale=0.1
   ),
+}
+
+# Every memory cell (CELLS: the cells whose input is x_t ++ y_t, which the tests above use).
+EVERY_CELL = {
+  **CELLS,
+  "gated": lambda: gated.GatedMemoryCell(num_slots=3),
+  "holographic": lambda: holographic.HolographicCell(dim=4),
+  "ntm": lambda: ntm.NTMCell(output_size=2, num_slots=4, slot_size=3, controller_size=4),
+  "persistent": lambda: persistent.PersistentMemoryCell(num_heads=1, num_persistent=2, window=3),
 }
 
 
@@ -213,3 +227,76 @@ def test_bfloat16_memory_keeps_its_dtype(name):
   chex.assert_trees_all_equal_shapes_and_dtypes(carry, init)
   assert jax.tree.leaves(init)[0].dtype == jnp.bfloat16 and y.dtype == jnp.bfloat16
   assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
+
+
+def test_every_memory_cell_is_in_the_table():
+  cells = set()
+  for info in pkgutil.iter_modules(memjax.memory.__path__, "memjax.memory."):
+    module = importlib.import_module(info.name)
+    cells |= {
+      obj
+      for obj in vars(module).values()
+      if isinstance(obj, type) and issubclass(obj, nn.RNNCellBase) and obj.__module__ == info.name
+    }
+  assert cells == {type(make()) for make in EVERY_CELL.values()}
+
+
+def _weak_types(tree):
+  return [jax.typeof(a).weak_type for a in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize(
+  "batch, dtype, x64",
+  [((), jnp.float32, False), ((2, 3), jnp.float32, False), ((3,), jnp.bfloat16, False)]
+  + [((3,), jnp.float32, True)],  # 64-bit mode: an int64 / float64 leaf would show
+)
+@pytest.mark.parametrize("name", sorted(EVERY_CELL))
+def test_call_returns_a_carry_typed_like_the_one_it_got(name, batch, dtype, x64):
+  with jax.enable_x64(x64):
+    cell = EVERY_CELL[name]().clone(dtype=dtype)
+    x = _inputs(batch + (F,), seed=7).astype(dtype)
+    carry = cell.initialize_carry(jax.random.key(0), x.shape)
+    params = cell.init(jax.random.key(1), carry, x)
+    for apply in (cell.apply, jax.jit(cell.apply)):
+      new, _ = apply(params, carry, x)
+      chex.assert_trees_all_equal_structs(new, carry)
+      chex.assert_trees_all_equal_shapes_and_dtypes(new, carry)
+      assert _weak_types(new) == _weak_types(carry)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_CELL))
+def test_call_checks_the_carry_rule_with_its_name(name, monkeypatch):
+  calls = []
+  check = _carry.check_carry_kept
+  monkeypatch.setattr(_carry, "check_carry_kept", lambda *a: calls.append(a) or check(*a))
+  cell = EVERY_CELL[name]()
+  x = jnp.ones((2, F))
+  carry = cell.initialize_carry(jax.random.key(0), x.shape)
+  cell.init(jax.random.key(1), carry, x)
+  assert [c[0] for c in calls] == [type(cell).__name__]  # once, on the step's own carry
+
+
+def test_a_cell_that_breaks_the_carry_rule_is_named(monkeypatch):
+  write = holographic.write
+  drift = lambda *a: (s := write(*a))._replace(count=s.count.astype(jnp.float32))
+  monkeypatch.setattr(holographic, "write", drift)
+  x = jnp.ones((2, 4, F))
+  with pytest.raises(TypeError, match=r"HolographicCell must return .* 'count': types: int32"):
+    nn.RNN(holographic.HolographicCell(dim=4)).init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize(
+  "new, match",
+  [
+    (lambda s: s._replace(step=s.step.astype(jnp.float32)), "'step': types: int32 != float32"),
+    (lambda s: s._replace(keys=s.keys[:2]), r"'keys': shapes: \(3, 2\) != \(2, 2\)"),
+    (lambda s: s._replace(step=jnp.asarray(0)), r"carry\.step came in as int32\[\] .* ~int32\[\]"),
+    (lambda s: tuple(s), "tree structs"),
+  ],
+)
+def test_check_carry_kept_names_the_cell_and_the_leaf(new, match):
+  state = kv.init_state(num_slots=3, key_size=2, value_size=1)
+  _carry.check_carry_kept("KVCell", state, state)
+  with pytest.raises(TypeError, match="KVCell must return") as error:
+    _carry.check_carry_kept("KVCell", state, new(state))
+  assert error.match(match)
