@@ -4,7 +4,6 @@ The memn2n run also checks the numpy MemN2N's gradient against JAX's (it asserts
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -15,10 +14,8 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _run(script: str, *args: str, **extra_env: str) -> list[dict]:
-  """Runs ``benchmarks/<script>`` on one CPU device; its stdout must be JSON lines only."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", **extra_env)
-  env.pop("XLA_FLAGS", None)  # one CPU device, as a user would run it
+def _run(env: dict[str, str], script: str, *args: str) -> list[dict]:
+  """Runs ``benchmarks/<script>`` in ``env``; its stdout must be JSON lines only."""
   proc = subprocess.run(
     [sys.executable, str(BENCHMARKS / script), *args],
     capture_output=True,
@@ -33,8 +30,11 @@ def _run(script: str, *args: str, **extra_env: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def records():
-  return _run("retrieval.py", "--small", "--repeats=2", OPENBLAS_CORETYPE="Haswell")
+def records(clean_env):
+  # One CPU device, as a user would run it, and one OpenBLAS override for the benchmark to
+  # remove (the developer's own OPENBLAS_* / JAX_* / XLA_FLAGS / OMP_* are not inherited).
+  env = clean_env(JAX_PLATFORMS="cpu", OPENBLAS_CORETYPE="Haswell")
+  return _run(env, "retrieval.py", "--small", "--repeats=2")
 
 
 def test_environment_line(records):
@@ -66,8 +66,9 @@ def test_one_figure_per_method(records):
     assert "goal_met" in by_method["memjax_f32"]
 
 
-def test_memn2n_benchmark_smoke():
-  records = _run("memn2n.py", "--synthetic", "--seconds=0.2", "--batches=32")
+def test_memn2n_benchmark_smoke(clean_env):
+  env = clean_env(JAX_PLATFORMS="cpu")
+  records = _run(env, "memn2n.py", "--synthetic", "--seconds=0.2", "--batches=32")
   assert records[0]["figure"] == "setup" and records[0]["data"] == "generated"
   (fig,) = [r for r in records if r["figure"] == "train_examples_per_s"]
   assert fig["batch"] == 32 and fig["numpy"] > 0 and fig["memjax"] > 0
