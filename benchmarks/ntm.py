@@ -67,6 +67,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import flax.linen as nn
@@ -74,9 +75,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from experiments.algorithmic import train
-from experiments.algorithmic.configs import copy_ntm
-from memjax.train.compile import compiler_options
+# The studies are not installed: the repository root goes on sys.path (before memjax is
+# imported, so the library and the study come from the same checkout).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments.algorithmic import train  # noqa: E402
+from experiments.algorithmic.configs import copy_ntm  # noqa: E402
+from memjax.train.compile import compiler_options  # noqa: E402
 
 REFERENCE_SEQ_PER_S = 20.0  # pytorch-ntm, batch 1, copy lengths 1-20, on this machine
 
