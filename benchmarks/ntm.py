@@ -3,6 +3,10 @@
 Setting of the most used PyTorch NTM (loudinthecloud/pytorch-ntm): copy task, lengths
 1-20, 8 bits, LSTM controller of 100 units, memory 128 x 20, one read and one write head,
 RMSProp; it trains about 20 sequences/s at batch 1 on this machine (the reference).
+That is the algorithmic study's copy setting (``experiments/algorithmic/configs/copy_ntm.py``),
+and the training step timed here is the study's (``experiments/algorithmic/train.py``'s
+``make_train_steps``), built from the same ``memjax`` pieces (a benchmark imports memjax
+only; the settings are the constants below).
 
   python benchmarks/ntm.py            # prints one JSON line per figure
 
@@ -47,8 +51,8 @@ recomputes the memory step in the backward pass instead of storing its [N, W]-si
 intermediates at every step, and (run 5) jitting the training step with
 ``memjax.train.compile.compiler_options`` (YNNPACK fusions off, ~15-25% at batch 32). The
 last training figure draws each batch of 32 from one of 4 length ranges
-(``train.make_length_groups``, ``config.length_groups``; opt-in: each sequence's length is
-still uniform in 1-20, but a batch's lengths are alike).
+(``memjax.data.algorithmic.length_groups``, the study's ``config.length_groups``; opt-in:
+each sequence's length is still uniform in 1-20, but a batch's lengths are alike).
 
 Where the batch-32 step goes (profiled 2026-11-24): the optimised HLO of one scanned step
 has ~240 forward and ~280 backward instructions (mostly small fusions), no gathers,
@@ -70,19 +74,42 @@ import os
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-# The studies are not installed: the repository root goes on sys.path (before memjax is
-# imported, so the library and the study come from the same checkout).
+# The repository root goes on sys.path (as memn2n.py does): memjax comes from the
+# checkout this benchmark sits in, whatever is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments.algorithmic import train  # noqa: E402
-from experiments.algorithmic.configs import copy_ntm  # noqa: E402
+from memjax import train  # noqa: E402
+from memjax.data import algorithmic  # noqa: E402
+from memjax.data.buckets import even_boundaries  # noqa: E402
+from memjax.models.ntm import ntm_model  # noqa: E402
 from memjax.train.compile import compiler_options  # noqa: E402
 
 REFERENCE_SEQ_PER_S = 20.0  # pytorch-ntm, batch 1, copy lengths 1-20, on this machine
+
+# The study's settings, as experiments/algorithmic/configs/copy_ntm.py.
+TASK = "copy"  # config.task.name
+TASK_SETTINGS = {"min_length": 1, "max_length": 20, "num_bits": 8}  # config.task
+CELL = {  # config.model (name 'ntm'): the NTMCell's attributes
+  "num_slots": 128,
+  "slot_size": 20,
+  "num_read_heads": 1,
+  "num_write_heads": 1,
+  "controller": "lstm",
+  "controller_size": 100,
+  "shift_range": 1,
+  "clip_value": 20.0,
+}
+LEARNING_RATE = 1e-4  # config.optimizer: RMSProp ...
+RMSPROP_DECAY = 0.95
+RMSPROP_MOMENTUM = 0.9
+RMSPROP_EPS = 1e-8
+GRAD_CLIP_NORM = 10.0  # ... after clipping the global gradient norm
+SEED = 0  # config.seed
+LENGTH_BUCKETS = 4  # config.length_buckets
+# config.compute_dtype '' (float32) and config.num_devices 1 (no mesh): the defaults here.
 
 
 def _emit(**record) -> None:
@@ -98,6 +125,74 @@ def _best_time(fn, repeats: int) -> float:
   return best
 
 
+# ----------------------------------------------------------------------------- the study's step
+# The study's optimizer, state and training steps (experiments/algorithmic/train.py:
+# make_optimizer, init_state, make_train_steps), composed here from the same library pieces.
+
+
+def make_optimizer() -> optax.GradientTransformation:
+  """Gradient clipping by global norm, then RMSProp with momentum."""
+  rmsprop = optax.rmsprop(
+    LEARNING_RATE, decay=RMSPROP_DECAY, momentum=RMSPROP_MOMENTUM, eps=RMSPROP_EPS
+  )
+  return optax.chain(optax.clip_by_global_norm(GRAD_CLIP_NORM), rmsprop)
+
+
+def init_state(model, optimizer, input_size: int) -> train.TrainState:
+  """The study's initial state, without its ``extra`` (the step at convergence), which
+  the training step carries along but never reads."""
+  init_key, data_key = jax.random.split(jax.random.key(SEED))
+  params = model.init(init_key, jnp.zeros((1, 3, input_size), jnp.float32))["params"]
+  return train.TrainState.create(params, optimizer, data_key)
+
+
+def _mean_cost(model, prepare):
+  """``loss(params, batch, key, context)`` on ``prepare(batch)``: mean bits per sequence."""
+
+  def loss(params, batch, key, context):
+    del key, context
+    batch = prepare(batch)
+    costs = algorithmic.sequence_costs(model.apply({"params": params}, batch.inputs), batch)
+    return jnp.mean(costs["bits"]), {k: jnp.mean(v) for k, v in costs.items()}
+
+  return loss
+
+
+def make_train_steps(model, optimizer, train_batch, batch_size, steps_per_call, num_buckets):
+  """``fn(state) -> (state, metrics)``: ``steps_per_call`` steps on batches generated in
+  the step, each cut to the shortest of ``even_boundaries(T, num_buckets)`` that holds
+  its last scored step, or (``algorithmic.LengthGroups``) drawn from one length range.
+
+  The input state is donated (``memjax.train.make_train_steps``' default, as the study
+  trains): the caller passes the returned state on.
+  """
+  if isinstance(train_batch, algorithmic.LengthGroups):
+    groups = train_batch
+    probs = jnp.asarray(groups.probs)
+
+    def pick_group(x, key, context):
+      k_group, k_batch = jax.random.split(key)
+      return jax.random.choice(k_group, len(groups.probs), p=probs), k_batch
+
+    losses = [_mean_cost(model, lambda b, fn=fn: fn(b[1], batch_size)) for fn in groups.batches]
+    return train.make_train_steps(
+      losses, optimizer, num_steps=steps_per_call, batch_fn=pick_group, branch_fn=lambda b: b[0]
+    )
+  total = jax.eval_shape(lambda: train_batch(jax.random.key(0), batch_size)).mask.shape[1]
+  lengths = even_boundaries(total, num_buckets)
+  losses = [_mean_cost(model, lambda b, n=n: algorithmic.truncate(b, n)) for n in lengths]
+  return train.make_train_steps(
+    losses,
+    optimizer,
+    num_steps=steps_per_call,
+    batch_fn=lambda x, key, context: train_batch(key, batch_size),
+    branch_fn=lambda b: jnp.searchsorted(jnp.asarray(lengths), algorithmic.active_steps(b.mask)),
+  )
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
 def bench_training(
   batch_size: int,
   steps_per_call: int,
@@ -106,17 +201,17 @@ def bench_training(
   length_buckets: int,
   length_groups: int = 0,
 ) -> None:
-  config = copy_ntm.get_config()
-  config.batch_size = batch_size
-  train_batch, _, input_size, output_size = train.make_task(config)
+  task = algorithmic.make_task(TASK, **TASK_SETTINGS)
+  train_batch = task.train_batch
   if length_groups:
-    train_batch = train.make_length_groups(config, length_groups)
-  model = train.make_model(config, output_size)
-  optimizer = train.make_optimizer(config)
-  state = train.init_train_state(config, model, optimizer, input_size)
-  steps = train.make_train_steps(
+    train_batch = algorithmic.length_groups(TASK, length_groups, **TASK_SETTINGS)
+  model = ntm_model(task.output_size, **CELL)
+  optimizer = make_optimizer()
+  state = init_state(model, optimizer, task.input_size)
+  steps = make_train_steps(
     model, optimizer, train_batch, batch_size, steps_per_call, length_buckets
   )
+  total = jax.eval_shape(lambda: task.train_batch(jax.random.key(0), 1)).mask.shape[1]
   t0 = time.perf_counter()
   state, _ = jax.block_until_ready(steps(state))
   compile_s = time.perf_counter() - t0
@@ -124,15 +219,15 @@ def bench_training(
 
   def run():
     for _ in range(calls):
-      holder[0], metrics = steps(holder[0])
+      holder[0], metrics = steps(holder[0])  # the state is donated: pass it on
     return metrics
 
   seconds = _best_time(run, repeats)
   seq_per_s = batch_size * steps_per_call * calls / seconds
   _emit(
     figure="train_seq_per_s",
-    task="copy lengths 1-20 (padded to T=41)",
-    length_buckets=train.bucket_lengths(41, length_buckets),
+    task=f"copy lengths 1-20 (padded to T={total})",
+    length_buckets=even_boundaries(total, length_buckets),
     length_groups=length_groups,
     batch_size=batch_size,
     steps_per_call=steps_per_call,
@@ -153,13 +248,11 @@ def _loss_fn(model, length: int, batch_size: int):
 
 
 def bench_step_time(batch_size: int, length: int, repeats: int) -> None:
-  config = copy_ntm.get_config()
-  cell = train.make_cell(config, 8)
-  model = nn.RNN(cell)
+  model = ntm_model(TASK_SETTINGS["num_bits"], **CELL)  # the study's model
   inputs = jax.random.bernoulli(jax.random.key(0), 0.5, (batch_size, length, 9))
   inputs = inputs.astype(jnp.float32)
   params = jax.jit(model.init)(jax.random.key(1), inputs)["params"]
-  options = compiler_options()  # as the training step (experiments/algorithmic/train.py)
+  options = compiler_options()  # as the training step (memjax.train.make_train_steps)
   forward = jax.jit(lambda p, x: model.apply({"params": p}, x), compiler_options=options)
   grad = jax.jit(jax.grad(_loss_fn(model, length, batch_size)), compiler_options=options)
   jax.block_until_ready(forward(params, inputs))
@@ -176,8 +269,7 @@ def bench_step_time(batch_size: int, length: int, repeats: int) -> None:
 
 
 def bench_compile(lengths: tuple[int, ...]) -> None:
-  config = copy_ntm.get_config()
-  model = nn.RNN(train.make_cell(config, 8))
+  model = ntm_model(TASK_SETTINGS["num_bits"], **CELL)
   params = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 2, 9)))["params"]
   out = {}
   for length in lengths:
@@ -210,7 +302,7 @@ def main() -> None:
   parser.add_argument(
     "--length_buckets",
     type=int,
-    default=copy_ntm.get_config().length_buckets,
+    default=LENGTH_BUCKETS,
     help="static lengths a batch is cut to (1: always T=41)",
   )
   args = parser.parse_args()
