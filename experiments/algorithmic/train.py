@@ -24,7 +24,8 @@ from memjax import train
 from memjax.data import algorithmic
 from memjax.data.buckets import even_boundaries
 from memjax.memory.ntm import NTMCell
-from memjax.models.ntm import LSTMBaseline, ntm_model, trace_ntm
+from memjax.models.ntm import LSTMBaseline, ntm_model, plot_trace, trace_ntm
+from memjax.train.plots import plot_curves
 
 # ----------------------------------------------------------------------------- model
 
@@ -166,63 +167,6 @@ def make_evaluate(model, eval_batch, batch_size: int, seed: int):
   return evaluate
 
 
-# ----------------------------------------------------------------------------- plots
-
-
-def _save_curve_plot(path: str, curve: list[list[float]], title: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  arr = np.asarray(curve, dtype=np.float64)
-  fig, ax = plt.subplots(figsize=(6, 3.5))
-  ax.plot(arr[:, 0], arr[:, 1], label="cost (bits / sequence)")
-  ax.plot(arr[:, 0], arr[:, 2], label="bit errors / sequence", alpha=0.7)
-  ax.set_yscale("symlog", linthresh=0.1)
-  ax.set_xlabel("sequences seen")
-  ax.set_title(title)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
-def save_trace_plot(path: str, batch_inputs, targets, trace: dict, title: str, mask=None) -> None:
-  """Inputs, targets, outputs and the read/write weightings over time (paper Fig. 6).
-
-  ``mask [T]`` (optional) blanks the outputs of unscored steps, as the paper's figures.
-  """
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  write_w = np.asarray(trace["write_weights"][:, 0])  # [T, N]
-  read_w = np.asarray(trace["read_weights"][:, 0])
-  used = np.nonzero((write_w.max(0) > 0.01) | (read_w.max(0) > 0.01))[0]
-  lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, write_w.shape[1])
-  panels = [
-    ("inputs", np.asarray(batch_inputs)),
-    ("targets", np.asarray(targets)),
-    (
-      "outputs",
-      np.asarray(trace["outputs"]) * (1.0 if mask is None else np.asarray(mask)[:, None]),
-    ),
-    (f"write weightings (slots {lo}-{hi - 1})", write_w[:, lo:hi]),
-    (f"read weightings (slots {lo}-{hi - 1})", read_w[:, lo:hi]),
-  ]
-  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 9))
-  for ax, (name, arr) in zip(axes, panels, strict=True):
-    ax.imshow(arr.T, aspect="auto", cmap="gray_r", interpolation="nearest")
-    ax.set_ylabel(name, fontsize=8)
-  axes[-1].set_xlabel("time")
-  fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
 # ----------------------------------------------------------------------------- the study
 
 
@@ -326,17 +270,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     "paper": config.paper_note,
   }
   if curve:
-    _save_curve_plot(
+    seen, bits, errors = np.asarray(eval_curve).T
+    plot_curves(
       os.path.join(workdir, "learning_curve.png"),
-      eval_curve,
-      f"{config.name}: held-out cost vs sequences seen",
+      seen,
+      {"cost (bits / sequence)": bits, "bit errors / sequence": errors},
+      title=f"{config.name}: held-out cost vs sequences seen",
+      xlabel="sequences seen",
+      symlog=0.1,
     )
   if config.model.name == "ntm" and config.plots:
     cell = NTMCell(output_size=task.output_size, **cell_kwargs(config))
     for n in config.plot_lengths:
       batch = task.eval_batch(jax.random.key(config.seed + 2), 1, n)
       trace = trace_ntm(cell, state.params, batch.inputs[0])
-      save_trace_plot(
+      plot_trace(
         os.path.join(workdir, f"weightings_len{n}.png"),
         batch.inputs[0],
         batch.targets[0],

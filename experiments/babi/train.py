@@ -232,21 +232,11 @@ def make_evaluate(config, model, mesh=None):
 
   def evaluate(params, split: dict, linear: bool = False):
     (split,) = babi.length_buckets(split, (), config.data.memory_size)  # trim empty rows/words
-    n = split["answer"].shape[0]
-    chunk = min(config.train.eval_batch_size, n)
-    losses, correct = [], []
-    for start in range(0, n, chunk):
-      s = slice(start, start + chunk)
-      story, query, answer = split["story"][s], split["query"][s], split["answer"][s]
-      m = answer.shape[0]
-      if m < chunk:  # pad to the chunk size: one compiled shape
-        story = np.concatenate([story, np.zeros((chunk - m, *story.shape[1:]), story.dtype)])
-        query = np.concatenate([query, np.zeros((chunk - m, *query.shape[1:]), query.dtype)])
-        answer = np.concatenate([answer, np.zeros((chunk - m,), answer.dtype)])
-      loss, ok = _chunk(params, story, query, answer, jnp.asarray(linear))
-      losses.append(np.asarray(loss)[:m])
-      correct.append(np.asarray(ok)[:m])
-    return np.concatenate(losses), np.concatenate(correct)
+    return batches.map_in_chunks(
+      lambda story, query, answer: _chunk(params, story, query, answer, jnp.asarray(linear)),
+      split,
+      config.train.eval_batch_size,
+    )
 
   _COMPILED[key] = evaluate
   return evaluate

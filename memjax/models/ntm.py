@@ -4,7 +4,7 @@
   :func:`ntm_model` builds it.
 * :class:`LSTMBaseline`: the paper's baseline, a stack of LSTMs with a linear read-out.
 * :func:`trace_ntm`: runs the cell over one sequence and records every step's read and
-  write weightings (the paper's Fig. 6).
+  write weightings; :func:`plot_trace` draws them (the paper's Fig. 6).
 
 Example:
   >>> model = ntm_model(output_size=4, num_slots=16, slot_size=6, controller_size=16)
@@ -26,6 +26,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 from memjax.memory.ntm import NTMCell
 
@@ -94,4 +95,46 @@ def trace_ntm(cell: NTMCell, params: Any, inputs: jax.Array) -> dict[str, jax.Ar
   return {"outputs": outputs, "read_weights": reads, "write_weights": writes}
 
 
-__all__ = ["ntm_model", "LSTMBaseline", "trace_ntm"]
+def plot_trace(path: str, inputs, targets, trace: dict, title: str, mask=None) -> None:
+  """Saves a PNG of inputs, targets, outputs and the head weightings over time (Fig. 6).
+
+  Args:
+    path: the PNG file.
+    inputs: [T, Fi] one sequence's inputs.
+    targets: [T, Fo] its targets.
+    trace: :func:`trace_ntm`'s output for it (the first read and write head are shown,
+      on the slots either head used).
+    title: the figure title.
+    mask: [T] optional; blanks the outputs of unscored steps, as the paper's figures.
+  """
+  import matplotlib  # noqa: PLC0415  (a plotting backend only when plotting)
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  write_w = np.asarray(trace["write_weights"][:, 0])  # [T, N]
+  read_w = np.asarray(trace["read_weights"][:, 0])
+  used = np.nonzero((write_w.max(0) > 0.01) | (read_w.max(0) > 0.01))[0]
+  lo, hi = (int(used.min()), int(used.max()) + 1) if used.size else (0, write_w.shape[1])
+  panels = [
+    ("inputs", np.asarray(inputs)),
+    ("targets", np.asarray(targets)),
+    (
+      "outputs",
+      np.asarray(trace["outputs"]) * (1.0 if mask is None else np.asarray(mask)[:, None]),
+    ),
+    (f"write weightings (slots {lo}-{hi - 1})", write_w[:, lo:hi]),
+    (f"read weightings (slots {lo}-{hi - 1})", read_w[:, lo:hi]),
+  ]
+  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 9))
+  for ax, (name, arr) in zip(axes, panels, strict=True):
+    ax.imshow(arr.T, aspect="auto", cmap="gray_r", interpolation="nearest")
+    ax.set_ylabel(name, fontsize=8)
+  axes[-1].set_xlabel("time")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+__all__ = ["ntm_model", "LSTMBaseline", "trace_ntm", "plot_trace"]

@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def bucketed_epoch(keys: jax.Array, sizes: Sequence[int], batch_size: int) -> dict[str, jax.Array]:
@@ -84,4 +85,41 @@ def bucket_branches(loss_fn: Callable[..., Any], num_buckets: int) -> list[Calla
   return [branch(b) for b in range(num_buckets)]
 
 
-__all__ = ["bucketed_epoch", "bucket_branches"]
+def map_in_chunks(fn: Callable[..., Any], arrays: dict[str, Any], chunk_size: int) -> Any:
+  """``fn`` over ``arrays`` in chunks of ``chunk_size`` rows, the last one padded.
+
+  Every call sees the same shapes, so a jitted ``fn`` compiles once; the padding rows
+  (zeros) are cut from the outputs. For evaluating a model on a whole split.
+
+  Args:
+    fn: ``fn(**chunk) -> pytree of arrays with the chunk's rows on axis 0``.
+    arrays: name -> array ``[E, ...]`` (all with the same E).
+    chunk_size: rows per call (``min(chunk_size, E)`` is used).
+
+  Returns:
+    ``fn``'s output tree over all E rows (numpy arrays).
+
+  Example:
+    >>> out = map_in_chunks(lambda x: {"double": 2 * x}, {"x": np.arange(5)}, 2)
+    >>> out["double"].tolist()
+    [0, 2, 4, 6, 8]
+  """
+  sizes = {k: np.shape(v)[0] for k, v in arrays.items()}
+  if len(set(sizes.values())) != 1:
+    raise ValueError(f"arrays must have the same number of rows, got {sizes}")
+  n = next(iter(sizes.values()))
+  chunk = max(1, min(int(chunk_size), n))
+  outputs = []
+  for start in range(0, n, chunk):
+    part = {k: np.asarray(v[start : start + chunk]) for k, v in arrays.items()}
+    m = min(chunk, n - start)
+    if m < chunk:
+      part = {
+        k: np.concatenate([v, np.zeros((chunk - m, *v.shape[1:]), v.dtype)])
+        for k, v in part.items()
+      }
+    outputs.append(jax.tree.map(lambda x, m=m: np.asarray(x)[:m], fn(**part)))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
+
+
+__all__ = ["bucketed_epoch", "bucket_branches", "map_in_chunks"]

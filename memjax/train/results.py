@@ -23,7 +23,6 @@ _PACKAGES = (
   "chex",
   "numpy",
   "tensorflow-datasets",
-  "grain",
 )
 
 

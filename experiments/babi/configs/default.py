@@ -75,6 +75,7 @@ def get_config(arg=None):
   config.train.random_noise = 0.1  # RN: fraction of empty memories inserted (0 = off)
   config.train.max_grad_norm = 40.0  # clip the gradient norm at this
   config.train.clip_per_param = True  # each parameter array separately (reference code)
+  config.train.compute_dtype = ""  # '' = float32; 'bfloat16': bf16 compute, f32 master weights
   config.train.keep_best = True  # evaluate the softmax-phase epoch best on validation
   config.train.num_restarts = 2  # the paper: 10 (best on validation error)
   config.train.seed = 0

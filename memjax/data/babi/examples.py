@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
 from memjax.data.babi.builder import Babi, config_name
-from memjax.data.babi.parse import ENV_VAR, BabiExample, RawExample, to_example
+from memjax.data.babi.parse import ENV_VAR, RawExample, to_example
 
 __all__ = ["BabiExamples", "load_examples"]
 
