@@ -2,7 +2,6 @@
 collectives through gloo, JAX's default) train a tiny model to the parameters of one
 process; ``global_batch`` feeds scanned inputs; ``initialize_distributed``'s arguments."""
 
-import os
 import pathlib
 import socket
 import subprocess
@@ -27,9 +26,9 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _start(out, num_processes, devices_per_process):
+def _start(clean_env, out, num_processes, devices_per_process):
   """Starts the worker's processes (a run of their own, on a fresh port)."""
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_", "MEMJAX_"))}
+  env = {k: v for k, v in clean_env().items() if not k.startswith("MEMJAX_")}
   env.update(
     JAX_PLATFORMS="cpu",
     PYTHONPATH=str(ROOT),
@@ -71,12 +70,12 @@ def _load(path):
 
 
 @pytest.mark.parametrize("devices_per_process", [1, 2])
-def test_two_processes_train_like_one(tmp_path, devices_per_process):
+def test_two_processes_train_like_one(tmp_path, devices_per_process, clean_env):
   # The reference: one process holding as many devices as the two together (the same
   # mesh size, so the same per-device batches; only the all-reduce crosses processes).
   # All three processes run at once.
-  two = _start(tmp_path / "two.npz", 2, devices_per_process)
-  one = _start(tmp_path / "one.npz", 1, 2 * devices_per_process)
+  two = _start(clean_env, tmp_path / "two.npz", 2, devices_per_process)
+  one = _start(clean_env, tmp_path / "one.npz", 1, 2 * devices_per_process)
   _wait(two + one)
   two, one = _load(tmp_path / "two.npz"), _load(tmp_path / "one.npz")
   assert sorted(two) == sorted(one)

@@ -2,7 +2,6 @@
 mixed precision, hyperparameters, and fit's resume / SIGTERM / history / hooks."""
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -189,9 +188,7 @@ def test_set_hyperparams_changes_the_learning_rate():
 # ----------------------------------------------------------------------------- fit
 
 
-def _script(workdir, *args, check=True):
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+def _script(env, workdir, *args, check=True):
   proc = subprocess.run(
     [sys.executable, str(SCRIPT), str(workdir), *args],
     capture_output=True,
@@ -216,32 +213,35 @@ def _final(workdir):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def script_env(clean_env):
+  return clean_env(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, script_env):
   workdir = tmp_path_factory.mktemp("straight")
-  _script(workdir)
+  _script(script_env, workdir)
   return workdir
 
 
-def test_fit_resumes_after_sigkill_bit_for_bit(straight, tmp_path):
+def test_fit_resumes_after_sigkill_bit_for_bit(straight, tmp_path, script_env):
   # Killed when round 1 starts (no checkpoint yet), 3 (the one of round 2 exists), 4 (the
   # one of round 4 was just started: the kill may land during its write) and 7.
   for kill_at in (1, 3, 4, 7):
-    proc = _script(tmp_path, f"--kill-at={kill_at}", check=False)
+    proc = _script(script_env, tmp_path, f"--kill-at={kill_at}", check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert not (tmp_path / "final.npz").exists()
-  _script(tmp_path)
+  _script(script_env, tmp_path)
   for a, b in zip(_final(tmp_path), _final(straight), strict=True):
     assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
   assert _rows(tmp_path) == _rows(straight)
   assert [r["round"] for r in _rows(straight)] == list(range(1, 9))
 
 
-def test_fit_writes_a_final_checkpoint_on_sigterm(straight, tmp_path):
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+def test_fit_writes_a_final_checkpoint_on_sigterm(straight, tmp_path, script_env):
   proc = subprocess.Popen(
     [sys.executable, str(SCRIPT), str(tmp_path), "--sleep=0.3", "--checkpoint-every=100"],
-    env=env,
+    env=script_env,
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
   )
@@ -257,7 +257,7 @@ def test_fit_writes_a_final_checkpoint_on_sigterm(straight, tmp_path):
   rows = _rows(tmp_path)
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert 2 <= saved[-1] < 8 and saved[-1] == rows[-1]["round"]  # no periodic one was due
-  _script(tmp_path)  # resumes there and finishes like the uninterrupted run
+  _script(script_env, tmp_path)  # resumes there and finishes like the uninterrupted run
   for a, b in zip(_final(tmp_path), _final(straight), strict=True):
     assert a.tobytes() == b.tobytes()
 
