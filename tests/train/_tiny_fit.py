@@ -31,6 +31,7 @@ W_TRUE = np.array([1.0, -2.0, 0.5], np.float32)
 class Best(NamedTuple):
   params: Any
   val_loss: jax.Array  # [] float32
+  rows: jax.Array  # [] int32 rows seen by the hook (lost if a resume dropped the study state)
 
 
 def batch_fn(x, key, context):
@@ -59,7 +60,7 @@ def main(argv=None):
 
   def init():
     params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
-    best = Best(jax.tree.map(jnp.copy, params), jnp.asarray(jnp.inf, jnp.float32))
+    best = Best(jax.tree.map(jnp.copy, params), jnp.asarray(jnp.inf, jnp.float32), jnp.int32(0))
     return train.TrainState.create(params, optimizer, jax.random.key(0), best)
 
   def train_fn(state, round_index):
@@ -72,10 +73,10 @@ def main(argv=None):
     return {"val_loss": loss_fn(state.params, val, None, None)[0]}
 
   def keep_best(state, row):
-    if row["val_loss"] < float(state.extra.val_loss):
-      best = Best(jax.tree.map(jnp.copy, state.params), jnp.float32(row["val_loss"]))
-      state = state._replace(extra=best)
-    return state, False
+    best = state.extra._replace(rows=state.extra.rows + 1)
+    if row["val_loss"] < float(best.val_loss):
+      best = Best(jax.tree.map(jnp.copy, state.params), jnp.float32(row["val_loss"]), best.rows)
+    return state._replace(extra=best), False
 
   result = train.fit(
     init,

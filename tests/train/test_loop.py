@@ -236,6 +236,7 @@ def test_fit_resumes_after_sigkill_bit_for_bit(straight, tmp_path, script_env):
     assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
   assert _rows(tmp_path) == _rows(straight)
   assert [r["round"] for r in _rows(straight)] == list(range(1, 9))
+  assert int(_final(straight)[-1]) == 8  # the study state's row count survived the resumes
 
 
 def test_fit_writes_a_final_checkpoint_on_sigterm(straight, tmp_path, script_env):
