@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/memn2n.py
 	$(PY) benchmarks/ntm.py
 	$(PY) benchmarks/hrr_capacity.py
+	$(PY) benchmarks/restarts.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check memjax experiments tests benchmarks

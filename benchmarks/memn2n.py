@@ -14,10 +14,10 @@ memjax take turns (``--rounds``, 5 turns of ``--seconds / 5`` each): this machin
 drifts by up to 2x within minutes, and taking turns puts the same drift on each. The
 speed-up is the median of the per-round ratios; each round's ratio is printed too.
 
-memjax is the bAbI study's training epoch (``experiments/babi/train.py``'s
-``make_train_epoch`` on the joint config ``experiments/babi/configs/default.py``), built
-here from the same ``memjax.train`` pieces (a benchmark imports memjax only), with the
-changes that make it train what the numpy code trains (see the constants below).
+memjax is the bAbI study's training epoch (``memjax.train.recipes.memn2n_train_epoch``, as
+``experiments/babi/train.py`` runs it on the joint config
+``experiments/babi/configs/default.py``; a benchmark imports memjax only), with the changes
+that make it train what the numpy code trains (see the constants below).
 
 Measured (2 CPU cores; ``flock /tmp/memjax_cpu.lock python benchmarks/memn2n.py``), numpy /
 memjax padded / memjax ex/s (medians over rounds):
@@ -107,8 +107,8 @@ from memjax import train  # noqa: E402
 from memjax.data import babi  # noqa: E402
 from memjax.data.babi import synthetic  # noqa: E402
 from memjax.models import memn2n  # noqa: E402
-from memjax.train import batches as batches_lib  # noqa: E402
 from memjax.train import clip as clip_lib  # noqa: E402
+from memjax.train import recipes  # noqa: E402
 
 # The study's settings, as experiments/babi/configs/default.py (the joint bAbI 1k model).
 TASKS = tuple(range(1, 21))  # config.tasks
@@ -248,8 +248,8 @@ def load(memory_size=MEMORY_SIZE, synthetic_only=False):
 
 
 # ----------------------------------------------------------------------------- the study's step
-# The study's model, optimizer, state and epoch (experiments/babi/train.py: make_model,
-# make_optimizer, init_state, make_train_epoch), composed here from the same library pieces.
+# The study's model, optimizer and state (experiments/babi/train.py: make_model,
+# make_optimizer, init_state); its epoch is the library's (memjax.train.recipes).
 
 
 def make_model(vocab_size: int) -> memn2n.MemN2N:
@@ -283,49 +283,6 @@ def init_state(model, sentence_size: int, seed: int = SEED) -> train.TrainState:
   story = jnp.zeros((1, MEMORY_SIZE, sentence_size), jnp.int32)
   params = model.init(init_rng, story, jnp.zeros((1, sentence_size), jnp.int32))
   return train.TrainState.create(params, make_optimizer(), rng)
-
-
-def make_train_epoch(model, mesh, num_buckets: int, batch_size: int):
-  """``(state, buckets, linear) -> (state, {'loss': [S]})``: one epoch, one scan.
-
-  The study's epoch: each length bucket shuffled and cut into batches
-  (``memjax.train.batches.bucketed_epoch``), RN's uniforms drawn for the epoch at once,
-  one ``memjax.train.make_train_steps`` scan (state donated: the caller passes the
-  returned state on, as ``memjax.train.fit`` does) over the buckets' branches of the
-  summed softmax cross-entropy.
-  """
-  noise = RANDOM_NOISE
-  draws = memn2n.random_noise_draws(MEMORY_SIZE, noise) if noise > 0 else 1
-
-  def example_loss(params, rows, x, key, linear):
-    del key
-    ages = None
-    if noise > 0:
-      ages = memn2n.random_noise_ages_from_uniform(x["uniforms"], rows["story"], noise, MEMORY_SIZE)
-    logits, _ = model.apply(params, rows["story"], rows["query"], ages=ages, linear=linear)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, rows["answer"])
-    return jnp.sum(losses * x["weight"]), {}  # summed, not averaged, over the batch
-
-  steps = train.make_train_steps(
-    batches_lib.bucket_branches(example_loss, num_buckets),
-    make_optimizer(),
-    branch_fn=lambda x: x["bucket"],
-    mesh=mesh,
-  )
-
-  @jax.jit
-  def plan(rng, sizes_like):
-    keys = jax.random.split(jax.random.wrap_key_data(rng), 3 + len(sizes_like))
-    sizes = [a.shape[0] for a in sizes_like]
-    xs = batches_lib.bucketed_epoch(jnp.concatenate([keys[1:2], keys[3:]]), sizes, batch_size)
-    xs["uniforms"] = jax.random.uniform(keys[2], xs["index"].shape + (draws,))
-    return jax.random.key_data(keys[0]), xs
-
-  def train_epoch(state, buckets, linear):
-    rng, xs = plan(state.rng, [b["answer"] for b in buckets])
-    return steps(state._replace(rng=rng), xs, (buckets, jnp.asarray(linear)))
-
-  return train_epoch
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -362,7 +319,14 @@ def memjax_runner(data, batch, buckets=True):
     WORD_BUCKET_SIZES if buckets else (),
   )
   groups = train.replicate(groups, mesh)
-  epoch = make_train_epoch(model, mesh, len(groups), batch)
+  epoch = recipes.memn2n_train_epoch(
+    model,
+    make_optimizer(),
+    batch_size=batch,
+    random_noise=RANDOM_NOISE,
+    num_buckets=len(groups),
+    mesh=mesh,
+  )
   for _ in range(2):  # compile (and settle the output shardings)
     state, metrics = epoch(state, groups, False)
     float(jnp.sum(metrics["loss"]))

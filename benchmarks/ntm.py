@@ -4,9 +4,9 @@ Setting of the most used PyTorch NTM (loudinthecloud/pytorch-ntm): copy task, le
 1-20, 8 bits, LSTM controller of 100 units, memory 128 x 20, one read and one write head,
 RMSProp; it trains about 20 sequences/s at batch 1 on this machine (the reference).
 That is the algorithmic study's copy setting (``experiments/algorithmic/configs/copy_ntm.py``),
-and the training step timed here is the study's (``experiments/algorithmic/train.py``'s
-``make_train_steps``), built from the same ``memjax`` pieces (a benchmark imports memjax
-only; the settings are the constants below).
+and the training step timed here is the one the study trains with
+(``memjax.train.recipes.sequence_train_steps``; a benchmark imports memjax only; the
+settings are the constants below).
 
   python benchmarks/ntm.py            # prints one JSON line per figure
 
@@ -85,6 +85,7 @@ from memjax import train  # noqa: E402
 from memjax.data import algorithmic  # noqa: E402
 from memjax.data.buckets import even_boundaries  # noqa: E402
 from memjax.models.ntm import ntm_model  # noqa: E402
+from memjax.train import recipes  # noqa: E402
 from memjax.train.compile import compiler_options  # noqa: E402
 
 REFERENCE_SEQ_PER_S = 20.0  # pytorch-ntm, batch 1, copy lengths 1-20, on this machine
@@ -126,8 +127,8 @@ def _best_time(fn, repeats: int) -> float:
 
 
 # ----------------------------------------------------------------------------- the study's step
-# The study's optimizer, state and training steps (experiments/algorithmic/train.py:
-# make_optimizer, init_state, make_train_steps), composed here from the same library pieces.
+# The study's optimizer and state (experiments/algorithmic/train.py: make_optimizer,
+# init_state); its training steps are the library's (memjax.train.recipes).
 
 
 def make_optimizer() -> optax.GradientTransformation:
@@ -146,53 +147,6 @@ def init_state(model, optimizer, input_size: int) -> train.TrainState:
   return train.TrainState.create(params, optimizer, data_key)
 
 
-def _mean_cost(model, prepare):
-  """``loss(params, batch, key, context)`` on ``prepare(batch)``: mean bits per sequence."""
-
-  def loss(params, batch, key, context):
-    del key, context
-    batch = prepare(batch)
-    costs = algorithmic.sequence_costs(model.apply({"params": params}, batch.inputs), batch)
-    return jnp.mean(costs["bits"]), {k: jnp.mean(v) for k, v in costs.items()}
-
-  return loss
-
-
-def make_train_steps(model, optimizer, train_batch, batch_size, steps_per_call, num_buckets):
-  """``fn(state) -> (state, metrics)``: ``steps_per_call`` steps on batches generated in
-  the step, each cut to the shortest of ``even_boundaries(T, num_buckets)`` that holds
-  its last scored step, or (``algorithmic.LengthGroups``) drawn from one length range.
-
-  The input state is donated (``memjax.train.make_train_steps``' default, as the study
-  trains): the caller passes the returned state on.
-  """
-  if isinstance(train_batch, algorithmic.LengthGroups):
-    groups = train_batch
-    probs = jnp.asarray(groups.probs)
-
-    def pick_group(x, key, context):
-      k_group, k_batch = jax.random.split(key)
-      return jax.random.choice(k_group, len(groups.probs), p=probs), k_batch
-
-    losses = [_mean_cost(model, lambda b, fn=fn: fn(b[1], batch_size)) for fn in groups.batches]
-    return train.make_train_steps(
-      losses, optimizer, num_steps=steps_per_call, batch_fn=pick_group, branch_fn=lambda b: b[0]
-    )
-  total = jax.eval_shape(lambda: train_batch(jax.random.key(0), batch_size)).mask.shape[1]
-  lengths = even_boundaries(total, num_buckets)
-  losses = [_mean_cost(model, lambda b, n=n: algorithmic.truncate(b, n)) for n in lengths]
-  return train.make_train_steps(
-    losses,
-    optimizer,
-    num_steps=steps_per_call,
-    batch_fn=lambda x, key, context: train_batch(key, batch_size),
-    branch_fn=lambda b: jnp.searchsorted(jnp.asarray(lengths), algorithmic.active_steps(b.mask)),
-  )
-
-
-# ----------------------------------------------------------------------------- benchmarks
-
-
 def bench_training(
   batch_size: int,
   steps_per_call: int,
@@ -208,7 +162,7 @@ def bench_training(
   model = ntm_model(task.output_size, **CELL)
   optimizer = make_optimizer()
   state = init_state(model, optimizer, task.input_size)
-  steps = make_train_steps(
+  steps = recipes.sequence_train_steps(
     model, optimizer, train_batch, batch_size, steps_per_call, length_buckets
   )
   total = jax.eval_shape(lambda: task.train_batch(jax.random.key(0), 1)).mask.shape[1]

@@ -40,10 +40,9 @@ import optax  # noqa: E402
 from memjax import train  # noqa: E402
 from memjax.data import algorithmic  # noqa: E402
 from memjax.data.babi import length_buckets, synthetic  # noqa: E402
-from memjax.data.buckets import even_boundaries  # noqa: E402
 from memjax.models import memn2n  # noqa: E402
 from memjax.models.ntm import ntm_model  # noqa: E402
-from memjax.train import batches  # noqa: E402
+from memjax.train import recipes  # noqa: E402
 
 
 def _stack(states):
@@ -62,28 +61,6 @@ def _time(fn, repeats: int) -> float:
 # ----------------------------------------------------------------------------- NTM
 
 
-def _ntm_steps(model, optimizer, task, num_buckets: int, steps_per_call: int):
-  """The algorithmic study's step (batch 1, generated in the step, length buckets)."""
-
-  def mean_cost(prepare):
-    def loss(params, batch, key, context):
-      batch = prepare(batch)
-      costs = algorithmic.sequence_costs(model.apply({"params": params}, batch.inputs), batch)
-      return jnp.mean(costs["bits"]), {}
-
-    return loss
-
-  lengths = even_boundaries(41, num_buckets)
-  return train.make_train_steps(
-    [mean_cost(lambda b, n=n: algorithmic.truncate(b, n)) for n in lengths],
-    optimizer,
-    num_steps=steps_per_call,
-    batch_fn=lambda x, key, context: task.train_batch(key, 1),
-    branch_fn=lambda b: jnp.searchsorted(jnp.asarray(lengths), algorithmic.active_steps(b.mask)),
-    donate=False,
-  )
-
-
 def bench_ntm(restarts: int, steps_per_call: int, repeats: int, small: bool) -> None:
   task = algorithmic.make_task("copy", num_bits=8, min_length=1, max_length=20)
   size = dict(num_slots=16, slot_size=8, controller_size=16) if small else {}
@@ -100,7 +77,9 @@ def bench_ntm(restarts: int, steps_per_call: int, repeats: int, small: bool) -> 
   states = [init(s) for s in range(restarts)]
   figures = {}
   for mode, buckets in (("sequential", 4), ("vmapped", 1), ("vmapped", 4)):
-    steps = _ntm_steps(model, optimizer, task, buckets, steps_per_call)
+    steps = recipes.sequence_train_steps(
+      model, optimizer, task.train_batch, 1, steps_per_call, buckets, donate=False
+    )
     if mode == "sequential":
       fn = lambda steps=steps: [steps(s)[0] for s in states]
     else:
@@ -139,24 +118,10 @@ def bench_memn2n(restarts: int, repeats: int, num_train: int) -> None:
   optimizer = optax.chain(
     train.clip.clip_each_by_norm(40.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.005)
   )
-  draws = memn2n.random_noise_draws(50, 0.1)
-
-  def example_loss(params, rows, x, key, linear):
-    ages = memn2n.random_noise_ages_from_uniform(x["uniforms"], rows["story"], 0.1, 50)
-    logits, _ = model.apply(params, rows["story"], rows["query"], ages=ages, linear=linear)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, rows["answer"])
-    return jnp.sum(losses * x["weight"]), {}
-
-  steps = train.make_train_steps(
-    batches.bucket_branches(example_loss, 1), optimizer, branch_fn=lambda x: 0, donate=False
+  train_epoch = recipes.memn2n_train_epoch(
+    model, optimizer, batch_size=32, random_noise=0.1, num_buckets=1, donate=False
   )
   n = bucket["answer"].shape[0]
-
-  def plan(key):
-    keys = jax.random.split(key, 3)
-    xs = batches.bucketed_epoch(keys[:2], (n,), 32)
-    xs["uniforms"] = jax.random.uniform(keys[2], xs["index"].shape + (draws,))
-    return xs
 
   def init(seed):
     rng, init_rng = jax.random.split(jax.random.PRNGKey(seed))
@@ -164,15 +129,13 @@ def bench_memn2n(restarts: int, repeats: int, num_train: int) -> None:
     return train.TrainState.create(params, optimizer, rng)
 
   states = [init(s) for s in range(restarts)]
-  plans = [plan(jax.random.key(s)) for s in range(restarts)]
-  context = ([bucket], jnp.asarray(False))
-  one = lambda s, xs: steps(s, xs, context)[0]
-  many = jax.vmap(lambda s, xs: steps(s, xs, context)[0])
-  stacked_states, stacked_plans = _stack(states), _stack(plans)
+  one = lambda s: train_epoch(s, [bucket], False)[0]
+  many = jax.vmap(one)  # each restart its own data order (its own key)
+  stacked = _stack(states)
   figures = {}
   for mode, fn in (
-    ("sequential", lambda: [one(s, p) for s, p in zip(states, plans, strict=True)]),
-    ("vmapped", lambda: many(stacked_states, stacked_plans)),
+    ("sequential", lambda: [one(s) for s in states]),
+    ("vmapped", lambda: many(stacked)),
   ):
     start = time.perf_counter()
     jax.block_until_ready(fn())

@@ -22,9 +22,9 @@ import optax
 
 from memjax import train
 from memjax.data import algorithmic
-from memjax.data.buckets import even_boundaries
 from memjax.memory.ntm import NTMCell
 from memjax.models.ntm import LSTMBaseline, ntm_model, plot_trace, trace_ntm
+from memjax.train import recipes
 from memjax.train.plots import plot_curves
 
 # ----------------------------------------------------------------------------- model
@@ -95,66 +95,6 @@ def init_state(config, model, optimizer, input_size: int) -> train.TrainState:
 # ----------------------------------------------------------------------------- the update
 
 
-def _mean_cost(model, prepare):
-  """``loss(params, batch, key, context)`` on ``prepare(batch)``: mean bits per sequence."""
-
-  def loss(params, batch, key, context):
-    del key, context
-    batch = prepare(batch)
-    costs = algorithmic.sequence_costs(model.apply({"params": params}, batch.inputs), batch)
-    return jnp.mean(costs["bits"]), {k: jnp.mean(v) for k, v in costs.items()}
-
-  return loss
-
-
-def make_train_steps(
-  model,
-  optimizer,
-  train_batch,
-  batch_size: int,
-  steps_per_call: int,
-  num_buckets: int = 1,
-  mesh=None,
-  compute_dtype=None,
-):
-  """``memjax.train.make_train_steps`` for this study: batches generated in the step.
-
-  Each step draws a batch padded to the task's longest sequence ``T``. With
-  ``num_buckets > 1`` the loss and its gradient are computed on the batch cut to the
-  shortest of ``even_boundaries(T, num_buckets)`` that holds its last scored step: the
-  dropped steps change neither the loss nor the gradient, so the update is that of the
-  padded batch, while a batch of short sequences costs less. With
-  :class:`~memjax.data.algorithmic.LengthGroups` each step draws a length range, then a
-  batch from it (``num_buckets`` is then unused).
-
-  Returns:
-    ``fn(state) -> (state, metrics)``, each metric ``[steps_per_call]`` (batch means).
-  """
-  common = dict(num_steps=steps_per_call, mesh=mesh, compute_dtype=compute_dtype)
-  if isinstance(train_batch, algorithmic.LengthGroups):
-    groups = train_batch
-    probs = jnp.asarray(groups.probs)
-
-    def pick_group(x, key, context):
-      k_group, k_batch = jax.random.split(key)
-      return jax.random.choice(k_group, len(groups.probs), p=probs), k_batch
-
-    losses = [_mean_cost(model, lambda b, fn=fn: fn(b[1], batch_size)) for fn in groups.batches]
-    return train.make_train_steps(
-      losses, optimizer, batch_fn=pick_group, branch_fn=lambda b: b[0], **common
-    )
-  total = jax.eval_shape(lambda: train_batch(jax.random.key(0), batch_size)).mask.shape[1]
-  lengths = even_boundaries(total, num_buckets)
-  losses = [_mean_cost(model, lambda b, n=n: algorithmic.truncate(b, n)) for n in lengths]
-  return train.make_train_steps(
-    losses,
-    optimizer,
-    batch_fn=lambda x, key, context: train_batch(key, batch_size),
-    branch_fn=lambda b: jnp.searchsorted(jnp.asarray(lengths), algorithmic.active_steps(b.mask)),
-    **common,
-  )
-
-
 def make_evaluate(model, eval_batch, batch_size: int, seed: int):
   """``fn(params, length) -> {'bits', 'bit_errors'}`` means on a fixed held-out batch."""
 
@@ -201,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     batches = algorithmic.length_groups(
       config.task.name, config.length_groups, **task_settings(config)
     )
-  steps = make_train_steps(
+  steps = recipes.sequence_train_steps(
     model,
     optimizer,
     batches,

@@ -32,7 +32,7 @@ from memjax import train
 from memjax.data import babi
 from memjax.data.babi import synthetic
 from memjax.models import memn2n
-from memjax.train import batches
+from memjax.train import batches, recipes
 from memjax.train import clip as clip_lib
 
 FAILED_ERROR = 5.0  # a task fails when its test error exceeds 5% (the paper's count)
@@ -169,51 +169,21 @@ _COMPILED: dict = {}  # (kind, model, settings, ...) -> jitted fn: units of equa
 
 
 def make_train_epoch(config, model, mesh, num_buckets: int):
-  """``(state, buckets, linear) -> (state, {'loss': [S]})``: one epoch, one dispatch.
-
-  Each length bucket is shuffled and cut into batches (the last one padded with
-  zero-weight examples); the batches of all buckets are shuffled together and run as one
-  ``lax.scan`` (``memjax.train.make_train_steps``) whose step differentiates the
-  bucket's branch (``lax.switch``). RN draws its random numbers for the epoch at once.
-  """
+  """``memjax.train.recipes.memn2n_train_epoch`` for this config, compiled once for all
+  units of equal shapes: ``(state, buckets, linear) -> (state, {'loss': [S]})``."""
   key = ("train", model, _settings(config, mesh), num_buckets)
   if key in _COMPILED:
     return _COMPILED[key]
-  batch_size = config.train.batch_size
-  noise = config.train.random_noise
-  num_times = config.data.memory_size
-  draws = memn2n.random_noise_draws(num_times, noise) if noise > 0 else 1
-
-  def example_loss(params, rows, x, key, linear):
-    del key
-    ages = None
-    if noise > 0:
-      ages = memn2n.random_noise_ages_from_uniform(x["uniforms"], rows["story"], noise, num_times)
-    logits, _ = model.apply(params, rows["story"], rows["query"], ages=ages, linear=linear)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, rows["answer"])
-    return jnp.sum(losses * x["weight"]), {}  # summed, not averaged, over the batch
-
   dtype = config.train.get("compute_dtype", "")
-  steps = train.make_train_steps(
-    batches.bucket_branches(example_loss, num_buckets),
+  train_epoch = recipes.memn2n_train_epoch(
+    model,
     make_optimizer(config),
-    branch_fn=lambda x: x["bucket"],
+    batch_size=config.train.batch_size,
+    random_noise=config.train.random_noise,
+    num_buckets=num_buckets,
     mesh=mesh,
     compute_dtype=jnp.dtype(dtype) if dtype else None,
   )
-
-  @jax.jit
-  def plan(rng, sizes_like):
-    keys = jax.random.split(jax.random.wrap_key_data(rng), 3 + len(sizes_like))
-    sizes = [a.shape[0] for a in sizes_like]
-    xs = batches.bucketed_epoch(jnp.concatenate([keys[1:2], keys[3:]]), sizes, batch_size)
-    xs["uniforms"] = jax.random.uniform(keys[2], xs["index"].shape + (draws,))
-    return jax.random.key_data(keys[0]), xs
-
-  def train_epoch(state, buckets, linear):
-    rng, xs = plan(state.rng, [b["answer"] for b in buckets])
-    return steps(state._replace(rng=rng), xs, (buckets, jnp.asarray(linear)))
-
   _COMPILED[key] = train_epoch
   return train_epoch
 

@@ -9,7 +9,7 @@
 * ``checkpoint`` (Orbax), ``results`` (``results.json``), ``clip``, ``compile``.
 """
 
-from memjax.train import clip
+from memjax.train import batches, clip, plots, recipes
 from memjax.train.checkpoint import Checkpointer
 from memjax.train.compile import compiler_options
 from memjax.train.loop import (
@@ -43,7 +43,10 @@ from memjax.train.results import (
 from memjax.train.runs import Run, grid, load_result, run_all, run_dir, select_best
 
 __all__ = [
+  "batches",
   "clip",
+  "plots",
+  "recipes",
   "Checkpointer",
   "compiler_options",
   "FitResult",

@@ -11,7 +11,7 @@ import pytest
 from experiments.algorithmic import train
 from experiments.algorithmic.configs import copy_lstm, copy_ntm, recall_ntm, recall_ntm_ff
 from memjax.data import algorithmic
-from memjax.train import Checkpointer
+from memjax.train import Checkpointer, recipes
 
 
 def _tiny(config):
@@ -46,7 +46,7 @@ def test_other_configs_build_and_step(get_config):
   model = train.make_model(config, output_size)
   optimizer = train.make_optimizer(config)
   state = train.init_state(config, model, optimizer, input_size)
-  steps = train.make_train_steps(model, optimizer, train_batch, 2, 2)
+  steps = recipes.sequence_train_steps(model, optimizer, train_batch, 2, 2)
   state, metrics = steps(state)
   assert int(state.step) == 2 and metrics["bits"].shape == (2,)
   assert np.all(np.isfinite(metrics["bits"]))
@@ -114,7 +114,7 @@ def test_length_buckets_give_the_same_updates():
   state = train.init_state(config, model, optimizer, input_size)
   out = {}
   for buckets in (1, 4):
-    steps = train.make_train_steps(model, optimizer, train_batch, 1, 4, buckets)
+    steps = recipes.sequence_train_steps(model, optimizer, train_batch, 1, 4, buckets)
     out[buckets] = steps(jax.tree.map(jnp.copy, state))  # steps donate their input
   (full, full_metrics), (cut, cut_metrics) = out[1], out[4]
   np.testing.assert_allclose(cut_metrics["bits"], full_metrics["bits"], rtol=1e-5)
@@ -142,5 +142,5 @@ def test_length_groups_train_step():
   optimizer = train.make_optimizer(config)
   state = train.init_state(config, model, optimizer, input_size)
   groups = algorithmic.length_groups("copy", 2, **train.task_settings(config))
-  state, metrics = train.make_train_steps(model, optimizer, groups, 2, 3)(state)
+  state, metrics = recipes.sequence_train_steps(model, optimizer, groups, 2, 3)(state)
   assert int(state.step) == 3 and np.all(np.isfinite(metrics["bits"]))
