@@ -286,6 +286,26 @@ class AlgorithmicTask(NamedTuple):
 TASK_NAMES = ("copy", "repeat_copy", "associative_recall")
 
 
+def _ranged(name: str, settings: dict) -> tuple[int, int, Callable, int, int]:
+  """``(lo, hi, between, Fi, Fo)``: ``between(a, b)`` is ``fn(key, B)`` drawing lengths
+  (copy, repeat copy) or item counts (recall) in ``[a, b]``; ``[lo, hi]`` is the task's
+  training range."""
+  s = settings
+  bits = s["num_bits"]
+  if name == "copy":
+    between = lambda a, b: lambda k, n: copy_task(k, n, a, b, bits)
+    return s["min_length"], s["max_length"], between, bits + 1, bits
+  if name == "repeat_copy":
+    reps = (s["min_repeats"], s["max_repeats"])
+    between = lambda a, b: lambda k, n: repeat_copy_task(k, n, a, b, *reps, bits)
+    return s["min_length"], s["max_length"], between, bits + 2, bits + 1
+  if name == "associative_recall":
+    item = s["item_length"]
+    between = lambda a, b: lambda k, n: associative_recall_task(k, n, a, b, item, bits)
+    return s["min_items"], s["max_items"], between, bits + 2, bits
+  raise ValueError(f"task name={name!r} must be one of {TASK_NAMES}")
+
+
 def make_task(
   name: str,
   *,
@@ -316,30 +336,10 @@ def make_task(
   Raises:
     ValueError: an unknown name.
   """
-  if name == "copy":
-    return AlgorithmicTask(
-      lambda k, b: copy_task(k, b, min_length, max_length, num_bits),
-      lambda k, b, n: copy_task(k, b, n, n, num_bits),
-      num_bits + 1,
-      num_bits,
-    )
-  if name == "repeat_copy":
-    return AlgorithmicTask(
-      lambda k, b: repeat_copy_task(
-        k, b, min_length, max_length, min_repeats, max_repeats, num_bits
-      ),
-      lambda k, b, n: repeat_copy_task(k, b, n, n, min_repeats, max_repeats, num_bits),
-      num_bits + 2,
-      num_bits + 1,
-    )
-  if name == "associative_recall":
-    return AlgorithmicTask(
-      lambda k, b: associative_recall_task(k, b, min_items, max_items, item_length, num_bits),
-      lambda k, b, n: associative_recall_task(k, b, n, n, item_length, num_bits),
-      num_bits + 2,
-      num_bits,
-    )
-  raise ValueError(f"task name={name!r} must be one of {TASK_NAMES}")
+  lo, hi, between, input_size, output_size = _ranged(name, locals())
+  return AlgorithmicTask(
+    between(lo, hi), lambda k, b, n: between(n, n)(k, b), input_size, output_size
+  )
 
 
 class LengthGroups(NamedTuple):
@@ -383,23 +383,11 @@ def length_groups(
   Returns:
     :class:`LengthGroups`.
   """
-  if name == "copy":
-    lo, hi = min_length, max_length
-    make = lambda a, b: lambda k, n: copy_task(k, n, a, b, num_bits)
-  elif name == "repeat_copy":
-    lo, hi = min_length, max_length
-    make = lambda a, b: (
-      lambda k, n: repeat_copy_task(k, n, a, b, min_repeats, max_repeats, num_bits)
-    )
-  elif name == "associative_recall":
-    lo, hi = min_items, max_items
-    make = lambda a, b: lambda k, n: associative_recall_task(k, n, a, b, item_length, num_bits)
-  else:
-    raise ValueError(f"task name={name!r} must be one of {TASK_NAMES}")
+  lo, hi, between, _, _ = _ranged(name, locals())
   ranges = _split_range(lo, hi, num_groups)
   total = hi - lo + 1
   return LengthGroups(
-    tuple((b - a + 1) / total for a, b in ranges), tuple(make(a, b) for a, b in ranges)
+    tuple((b - a + 1) / total for a, b in ranges), tuple(between(a, b) for a, b in ranges)
   )
 
 

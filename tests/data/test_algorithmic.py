@@ -95,3 +95,36 @@ def test_generator_dtypes():
   b = algorithmic.associative_recall_task(jax.random.key(0), 2)
   assert b.inputs.dtype == jnp.float32 and b.mask.dtype == jnp.float32
   assert b.lengths.dtype == jnp.int32
+
+
+@pytest.mark.parametrize(
+  "name,direct",
+  [
+    ("copy", lambda k, b, lo, hi: algorithmic.copy_task(k, b, lo, hi, 4)),
+    ("repeat_copy", lambda k, b, lo, hi: algorithmic.repeat_copy_task(k, b, lo, hi, 1, 3, 4)),
+    (
+      "associative_recall",
+      lambda k, b, lo, hi: algorithmic.associative_recall_task(k, b, lo, hi, 3, 4),
+    ),
+  ],
+)
+def test_tasks_by_name_are_the_generators(name, direct):
+  settings = dict(num_bits=4, min_length=2, max_length=5, max_repeats=3, min_items=2, max_items=4)
+  task = algorithmic.make_task(name, **settings)
+  lo, hi = (2, 4) if name == "associative_recall" else (2, 5)
+  key = jax.random.key(5)
+  got, want = task.train_batch(key, 6), direct(key, 6, lo, hi)
+  for a, b in zip(got, want, strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert task.input_size == got.inputs.shape[-1] and task.output_size == got.targets.shape[-1]
+  np.testing.assert_array_equal(task.eval_batch(key, 6, 3).lengths, 3)
+  groups = algorithmic.length_groups(name, 2, **settings)
+  assert sum(groups.probs) == pytest.approx(1.0)
+  for fn in groups.batches:
+    lengths = np.asarray(fn(key, 32).lengths)
+    assert lo <= lengths.min() and lengths.max() <= hi
+
+
+def test_unknown_task_name():
+  with pytest.raises(ValueError, match="task name='sort'"):
+    algorithmic.make_task("sort", num_bits=4)
