@@ -231,11 +231,20 @@ def make_train_steps(
   @functools.partial(
     jax.jit, donate_argnums=(0,) if donate else (), compiler_options=compiler_options()
   )
-  def train_steps(state: TrainState, xs: Any = None, context: Any = None):
+  def scanned(state: TrainState, xs: Any = None, context: Any = None):
     if xs is None and num_steps is None:
       raise ValueError("train_steps needs scanned inputs xs, or num_steps at construction")
     body = lambda s, x: one_step(s, x, context)
     return jax.lax.scan(body, state, xs, length=None if xs is not None else num_steps)
+
+  if mesh is None:
+    return scanned
+
+  def train_steps(state: TrainState, xs: Any = None, context: Any = None):
+    # Every leaf on the mesh, also those a hook or the host just made (a new phase flag, a
+    # copy of the params): jit compiles per input sharding, and a leaf placed elsewhere
+    # would recompile the whole step. A no-op for leaves already there.
+    return scanned(jax.device_put(state, parallel.replicated(mesh)), xs, context)
 
   return train_steps
 

@@ -152,6 +152,28 @@ def test_a_batch_that_does_not_divide_is_named():
     steps(state, _data(batch=6))
 
 
+@pytest.mark.parametrize("num_devices", [1, 8])
+def test_state_leaves_made_on_the_host_do_not_recompile_the_step(num_devices):
+  # A hook's new phase flag or copied params sit on one device, not on the mesh: the step
+  # must place them, not compile a second program for their sharding.
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: compiles.append(name) if "backend_compile" in name else None
+  )
+  optimizer = optax.sgd(0.1)
+  mesh = train.data_mesh(num_devices)
+  steps = train.make_train_steps(_loss, optimizer, mesh=mesh)
+  extra = {"phase": jnp.int32(0)}
+  state = train.TrainState.create(_params(), optimizer, jax.random.key(0), extra)
+  xs = _data(batch=8)
+  state, _ = steps(train.replicate(state, mesh), xs)
+  phase, w = jnp.int32(1), jnp.copy(state.params["w"])  # made on the host / one device
+  compiles.clear()
+  state, _ = steps(state, xs)
+  state, _ = steps(state._replace(extra={"phase": phase}, params={**state.params, "w": w}), xs)
+  assert compiles == []
+
+
 def test_bfloat16_compute_keeps_float32_master_weights():
   optimizer = optax.sgd(0.05)
   seen = {}
