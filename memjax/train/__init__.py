@@ -6,7 +6,9 @@
   selection.
 * ``parallel``: the device mesh (``jax.make_mesh`` + ``NamedSharding``), batch sharding,
   multi-process start.
-* ``checkpoint`` (Orbax), ``results`` (``results.json``), ``clip``, ``compile``.
+* ``batches``: shuffled epochs over device-resident length buckets, chunked evaluation.
+* ``recipes``: the reference studies' training steps (NTM tasks, MemN2N on bAbI).
+* ``checkpoint`` (Orbax), ``results`` (``results.json``), ``plots``, ``clip``, ``compile``.
 """
 
 from memjax.train import batches, clip, plots, recipes
