@@ -50,12 +50,8 @@ def _stack(states):
 
 
 def _time(fn, repeats: int) -> float:
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - start)
-  return best
+  """The best wall time of ``repeats`` calls (each waits for its result)."""
+  return min(_common.timed(lambda: jax.block_until_ready(fn())) for _ in range(repeats))
 
 
 # ----------------------------------------------------------------------------- NTM
