@@ -364,7 +364,28 @@ def main():
   parser.add_argument("--rounds", type=int, default=5, help="turns the contenders take")
   parser.add_argument("--batches", default="32,256", help="comma-separated batch sizes")
   parser.add_argument("--synthetic", action="store_true", help="generated data (smoke runs)")
-  args = parser.parse_args()
+  parser.add_argument(
+    "--peer_blas",
+    choices=("auto", "detect"),
+    default="auto",
+    help="auto: probe the OpenBLAS kernels this CPU allows and run numpy with its fastest; "
+    "detect: numpy's own CPU detection",
+  )
+  parser.add_argument(
+    "--probe_rounds", type=int, default=2, help="--peer_blas=auto: probe rounds per kernel"
+  )
+  parser.add_argument("--probe_blas", action="store_true", help=argparse.SUPPRESS)
+  argv = sys.argv[1:]
+  args = parser.parse_args(argv)
+  if args.peer_blas == "auto" and not args.probe_blas and not _common.blas_choice():
+    probe_argv = [
+      "--probe_blas",
+      f"--seconds={min(args.seconds, 2.0)}",
+      f"--batches={args.batches}",
+    ]
+    probe_argv += ["--synthetic"] if args.synthetic else []
+    script = os.path.abspath(__file__)
+    sys.exit(_common.run_with_best_blas(script, argv, probe_argv, ["numpy"], args.probe_rounds))
 
   data, source = load(synthetic_only=args.synthetic)
   vocab, d, hops = len(data.vocab), EMBEDDING_SIZE, NUM_HOPS
@@ -390,6 +411,14 @@ def main():
     np.testing.assert_allclose(np_grads["embed"][k], jax_grads[f"embed_{k}"], atol=2e-4)
     np.testing.assert_allclose(np_grads["time"][k], jax_grads[f"time_{k}"], atol=2e-4)
   np_params = {k: [p.astype(np.float32) for p in v] for k, v in np_params.items()}
+  if args.probe_blas:  # the numpy MemN2N's speed with the kernel this process loaded
+    for batch in [int(b) for b in args.batches.split(",")]:
+      run = numpy_runner(np_params, data.train, batch)
+      run(0.0)  # warm-up
+      arch = _common.blas_architectures("numpy")
+      rate = run(args.seconds)
+      _common.emit({"figure": "blas_probe", "library": "numpy", "per_s": rate, "blas": arch})
+    return
 
   _common.emit(
     {

@@ -20,9 +20,15 @@ Usage (the issue's setting, and a seconds-long smoke run):
   python benchmarks/retrieval.py --small
 
 Notes on fairness:
-  * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set, are removed from this process before
-    numpy is imported (see benchmarks/_common.py) so numpy picks its own kernel; the
-    removed values and the kernels threadpoolctl reports are printed.
+  * Each peer runs with its fastest OpenBLAS kernel on this CPU. numpy and faiss each bundle
+    an OpenBLAS, which picks its kernel from the CPU when it loads; that detection can be
+    wrong (faiss's OpenBLAS has taken an AVX-512 CPU for a 2003 Opteron, "Barcelona", and run
+    its slowest kernels). With --peer_blas=auto (the default) the run first times numpy and
+    faiss in short probe processes under every kernel the CPU's flags allow (and the
+    library's own detection), gives each library its fastest, prints the probes and the
+    choice (a "blas_choice" line), then measures with them. OPENBLAS_CORETYPE /
+    OPENBLAS_L2_SIZE set by the caller are removed first and printed. --peer_blas=detect
+    skips the probes (each library's own detection).
   * No XLA flag is set; memjax runs with the library defaults unless --block_size,
     --query_block_size or --chunk_size are given.
   * Timings are medians over --repeats; the load average before and after is printed.
@@ -78,6 +84,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     "For XLA this sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false "
     "intra_op_parallelism_threads=1 (only 1 is supported), before jax is imported",
   )
+  p.add_argument(
+    "--peer_blas",
+    choices=("auto", "detect"),
+    default="auto",
+    help="auto: probe the OpenBLAS kernels this CPU allows and run numpy and faiss with "
+    "their fastest; detect: each library's own CPU detection",
+  )
+  p.add_argument(
+    "--probe_rounds", type=int, default=3, help="--peer_blas=auto: probe rounds per kernel"
+  )
+  p.add_argument("--probe_blas", action="store_true", help=argparse.SUPPRESS)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument(
     "--small",
@@ -110,12 +127,9 @@ def limit_threads(threads: int | None) -> None:
     threadpoolctl.threadpool_limits(threads)  # numpy's OpenBLAS (and any OpenMP)
   except ImportError:
     pass
-  try:
-    import faiss  # noqa: PLC0415
-
+  faiss = import_faiss()
+  if faiss is not None:
     faiss.omp_set_num_threads(threads)
-  except ImportError:
-    pass
 
 
 def exact_top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
@@ -182,9 +196,8 @@ def make_methods(args, keys: np.ndarray):
   if "numpy" in wanted:
     methods["numpy"] = lambda q: numpy_search(q, keys, args.k)
   if "faiss" in wanted:
-    try:
-      import faiss  # noqa: PLC0415
-    except ImportError:
+    faiss = import_faiss()
+    if faiss is None:
       _common.emit({"figure": "skipped", "method": "faiss", "why": "faiss not installed"})
     else:
       index = faiss.IndexFlatIP(keys.shape[1])
@@ -193,12 +206,40 @@ def make_methods(args, keys: np.ndarray):
   return methods
 
 
-def faiss_threads() -> int | None:
+def import_faiss():
+  """faiss, loaded with the OpenBLAS kernel chosen for it (None if it is not installed)."""
+  if "faiss" not in sys.modules:
+    _common.set_coretype(_common.blas_choice().get("coretypes", {}).get("faiss", ""))
   try:
     import faiss  # noqa: PLC0415
   except ImportError:
     return None
-  return faiss.omp_get_max_threads()
+  return faiss
+
+
+def faiss_threads() -> int | None:
+  faiss = import_faiss()
+  return None if faiss is None else faiss.omp_get_max_threads()
+
+
+def probe(args) -> None:
+  """Under --probe_blas: times numpy and faiss (the OpenBLAS users): "blas_probe" lines."""
+  rng = np.random.default_rng(args.seed)
+  n = args.n[0]
+  keys = rng.standard_normal((n, args.dim), dtype=np.float32)
+  queries = rng.standard_normal((args.batch, args.dim), dtype=np.float32)
+  methods = make_methods(args, keys)
+  for name, fn in methods.items():
+    fn(queries)  # warm-up
+    seconds = [_common.timed(lambda fn=fn: fn(queries)) for _ in range(args.repeats)]
+    _common.emit(
+      {
+        "figure": "blas_probe",
+        "library": name,
+        "per_s": args.batch / sorted(seconds)[len(seconds) // 2],
+        "blas": _common.blas_architectures(name),
+      }
+    )
 
 
 def run(args) -> list[dict]:
@@ -261,7 +302,27 @@ def run(args) -> list[dict]:
 
 
 def main(argv=None) -> None:
-  run(parse_args(argv))
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = parse_args(argv)
+  if args.probe_blas:
+    limit_threads(args.threads)
+    probe(args)
+    return
+  peers = [m for m in ("numpy", "faiss") if m in args.methods]
+  if args.peer_blas == "auto" and peers and not _common.blas_choice():
+    probe_argv = [
+      "--probe_blas",
+      f"--n={min(min(args.n), 65_536)}",
+      f"--dim={args.dim}",
+      f"--batch={args.batch}",
+      f"--k={args.k}",
+      "--repeats=3",
+      f"--methods={','.join(peers)}",
+      *([f"--threads={args.threads}"] if args.threads else []),
+    ]
+    script = os.path.abspath(__file__)
+    sys.exit(_common.run_with_best_blas(script, argv, probe_argv, peers, args.probe_rounds))
+  run(args)
 
 
 if __name__ == "__main__":
