@@ -367,9 +367,11 @@ def fit(
   end and on SIGTERM the state is saved with Orbax under ``workdir/checkpoints``.
 
   A killed run started again restores the newest checkpoint into the abstract target
-  ``jax.eval_shape(init_fn)``, drops the history rows written after it, and goes on:
-  as long as ``train_fn`` and the hooks depend only on the state and the round index,
-  the result equals an uninterrupted run's bit for bit.
+  ``jax.eval_shape(init_fn)``, drops the history rows written after it, and goes on (a
+  run a hook stopped stays stopped): as long as ``train_fn`` and the hooks depend only on
+  the state and the round index, the result equals an uninterrupted run's bit for bit. A
+  newest checkpoint that is incomplete or corrupt is reported and the previous good one
+  restored (:meth:`Checkpointer.restore_latest`).
 
   Args:
     init_fn: builds the fresh state (not called when a checkpoint is restored).
@@ -393,6 +395,7 @@ def fit(
 
   Raises:
     Preempted: after the final checkpoint, when SIGTERM arrived during the run.
+    CheckpointError: ``workdir/checkpoints`` holds checkpoints but none is usable.
     ValueError: non-positive ``num_rounds``, ``log_every`` or ``checkpoint_every``.
   """
   for name, value in (("log_every", log_every), ("checkpoint_every", checkpoint_every)):
@@ -421,6 +424,8 @@ def fit(
   if mesh is not None:
     state = parallel.replicate(state, mesh)
   rounds = int(meta.get("round", 0))
+  # A run a hook stopped stays stopped: resuming its last checkpoint must not train on.
+  stopped = bool(meta.get("stopped", False))
   prior_wall = float(meta.get("wall_time_s", 0.0))
   train_time = float(meta.get("train_time_s", 0.0))
   timed_rounds = int(meta.get("timed_rounds", 0))
@@ -436,6 +441,7 @@ def fit(
         "wall_time_s": prior_wall + time.time() - session_start,
         "train_time_s": train_time,
         "timed_rounds": timed_rounds,
+        "stopped": stopped,
       },
     )
 
@@ -447,7 +453,7 @@ def fit(
     leave=False,
     mininterval=1.0,
   )
-  stopped, saved_at, first = False, rounds if restored else None, True
+  saved_at, first = rounds if restored else None, True
   window: list[Mapping[str, Any]] = []
   window_seconds = 0.0
   try:
