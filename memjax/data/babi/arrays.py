@@ -25,11 +25,50 @@ from typing import Any
 
 import numpy as np
 
-from memjax.data.babi.parse import TASK_NAMES, BabiExample, RawExample, tokenize
+from memjax.data.babi.parse import (
+  DEFAULT_LIMITS,
+  TASK_NAMES,
+  BabiExample,
+  ParseLimits,
+  RawExample,
+  tokenize,
+)
 from memjax.data.buckets import bucket_by_length
 from memjax.data.vocab import OutOfVocabularyError, Vocab
 
-__all__ = ["BabiArrays", "build_vocab", "encode_story", "length_buckets", "load_arrays"]
+__all__ = [
+  "BabiArrays",
+  "ArraysTooLargeError",
+  "build_vocab",
+  "encode_story",
+  "estimate_bytes",
+  "length_buckets",
+  "load_arrays",
+]
+
+MAX_BYTES = 8 * 2**30  # load_arrays' default cap on the arrays it allocates
+MAX_VOCAB_SIZE = 100_000  # load_arrays' default cap on the vocabulary (bAbI en: 178 words)
+
+
+class ArraysTooLargeError(ValueError):
+  """The arrays (or vocabulary) ``load_arrays`` would build exceed its caps."""
+
+
+def estimate_bytes(
+  num_examples: int, memory_size: int, sentence_size: int, supporting_size: int, num_sentences: int
+) -> int:
+  """The bytes ``load_arrays`` allocates for ``num_examples`` examples in all splits, at
+  their peak: the int32 outputs ``story [E, M, S]``, ``query [E, S]``, ``answer``,
+  ``task``, ``supporting [E, P]``, and while encoding the int64 row indices ``[E, M + 1]``
+  and the table of the ``num_sentences`` distinct sentences ``[N + 1, S]``.
+
+  Example:
+    >>> estimate_bytes(1000, 50, 10, 3, 100)
+    2472040
+  """
+  e, m, s = int(num_examples), int(memory_size), int(sentence_size)
+  outputs = 4 * e * (m * s + s + 2 + int(supporting_size))
+  return outputs + 8 * e * (m + 1) + 4 * (int(num_sentences) + 1) * s
 
 
 @dataclasses.dataclass
@@ -55,8 +94,11 @@ class BabiArrays:
     memory_size: M.
     metadata: lang, tasks, fallback_tasks (10k tasks trained on the 1k file),
       num_examples per split and task, validation_indices (per task, into the task's
-      training file), vocab_source, and per split the numbers of examples with truncated
-      stories, dropped (truncated away) or truncated supporting facts.
+      training file), vocab_source, per split the numbers of examples with truncated
+      stories, dropped (truncated away) or truncated supporting facts, estimated_bytes,
+      and ``data``: where the data came from (``data_root``, ``source``, and per TFDS
+      config read its content key ``fingerprints`` and ``cache_dirs``; ``files``: the MD5
+      and SHA-256 of each file read).
   """
 
   train: dict[str, np.ndarray]
@@ -151,12 +193,21 @@ def load_arrays(
   *,
   tfds_dir: str | os.PathLike | None = None,
   supporting_size: int = 3,
+  limits: ParseLimits = DEFAULT_LIMITS,
+  max_bytes: int = MAX_BYTES,
+  max_vocab_size: int = MAX_VOCAB_SIZE,
 ) -> BabiArrays:
   """Loads bAbI tasks as padded int32 arrays for MemN2N (Sukhbaatar et al. 2015, sec. 4).
 
   The vocabulary, when not given, is built over the training AND test words of the
   chosen tasks, as the reference MemN2N implementations do, so every test word has an
-  id (an untrained embedding for test-only words). Answers are one token each.
+  id (an untrained embedding for test-only words). Answers are one token each: a
+  several-word answer (``hn/``: ``'rasoi ghar'``) is one vocabulary entry, its words
+  joined by one space.
+
+  Sizes are checked before anything is allocated: the parser caps words per sentence
+  and statements per story (``limits``), and the arrays' estimated bytes
+  (``estimate_bytes``) and the vocabulary are capped here.
 
   Args:
     tasks: task numbers in 1..20 (an int or 'joint' = all 20 are accepted too).
@@ -168,16 +219,24 @@ def load_arrays(
     seed: the validation split's seed.
     vocab: a vocabulary to encode with (e.g. restored from a checkpoint); it must cover
       every word of the chosen tasks.
-    tfds_dir: where TFDS caches the built datasets; defaults to TFDS's.
+    tfds_dir: the cache folder of the prepared data, keyed there by the source files'
+      content (``memjax.data.babi.examples``); defaults to ``$TFDS_DATA_DIR``, else
+      ~/tensorflow_datasets.
     supporting_size: columns of ``supporting``; examples with more supporting facts keep
       the first ``supporting_size`` in file order (tasks 7 and 8 have up to 8; such
       examples are counted in ``metadata['truncation']``).
+    limits: the parser's size caps (``memjax.data.babi.parse.ParseLimits``).
+    max_bytes: the most bytes the arrays may take (``estimate_bytes``; default 8 GiB).
+    max_vocab_size: the most words the vocabulary may hold (default 100,000).
 
   Returns:
     BabiArrays.
 
   Raises:
-    BabiDataNotFoundError: the data is neither built, local nor downloadable.
+    BabiDataNotFoundError: the data is neither local nor downloadable.
+    BabiFormatError: a malformed file (a ValueError naming its full path and line).
+    ArraysTooLargeError: (a ValueError) the arrays would exceed ``max_bytes`` or the
+      vocabulary ``max_vocab_size``; raised before allocating them.
     OutOfVocabularyError: ``vocab`` lacks words of the data (all listed).
     ValueError: bad tasks, memory_size or validation_fraction.
   """
@@ -197,17 +256,23 @@ def load_arrays(
   train, test, fallback, train_idx, val_idx = [], [], [], [], []
   counts: dict[str, dict[int, int]] = {"train": {}, "validation": {}, "test": {}}
   validation_indices: dict[int, list[int]] = {}
+  provenances: dict[str, dict[str, Any]] = {}
+
+  def load(task, split):
+    raws, fb, provenance = _load_raw(task, split, lang, data_dir, tfds_dir, limits)
+    provenances[f"{lang}_{'joint' if task == 'joint' else f'qa{task}'}"] = provenance
+    return raws, list(fb)
+
   if len(tasks) == len(TASK_NAMES):  # One joint build and read instead of 20.
-    joint_train, fallback = _load_raw("joint", "train", lang, data_dir, tfds_dir)
-    joint_test, _ = _load_raw("joint", "test", lang, data_dir, tfds_dir)
-    fallback = list(fallback)
+    joint_train, fallback = load("joint", "train")
+    joint_test, _ = load("joint", "test")
   for t in tasks:
     if len(tasks) == len(TASK_NAMES):
       task_train = [raw for raw in joint_train if raw.task == t]
       task_test = [raw for raw in joint_test if raw.task == t]
     else:
-      task_train, fb = _load_raw(t, "train", lang, data_dir, tfds_dir)
-      task_test, _ = _load_raw(t, "test", lang, data_dir, tfds_dir)
+      task_train, fb = load(t, "train")
+      task_test, _ = load(t, "test")
       fallback += fb
     n = len(task_train)
     n_val = int(round(validation_fraction * n))
@@ -233,8 +298,25 @@ def load_arrays(
   if vocab is None:
     vocab_source = "train+test"
     words = {w for ws in tokens.values() for w in ws} | {raw.answer for raw in (*train, *test)}
+    if len(words) + 1 > max_vocab_size:
+      raise ArraysTooLargeError(
+        f"the vocabulary of bAbI {lang} tasks {tasks} would hold {len(words) + 1} words, "
+        f"over max_vocab_size={max_vocab_size}; raise max_vocab_size if that is meant"
+      )
     vocab = Vocab(sorted(words))
-  sentence_size = max(len(ws) for ws in tokens.values())
+  longest = max(tokens, key=lambda sentence: len(tokens[sentence]))
+  sentence_size = len(tokens[longest])
+  needed = estimate_bytes(
+    len(train) + len(test), memory_size, sentence_size, supporting_size, len(tokens)
+  )
+  if needed > max_bytes:
+    raise ArraysTooLargeError(
+      f"the arrays of bAbI {lang} tasks {tasks} would take {needed / 2**30:.2f} GiB "
+      f"({len(train) + len(test)} examples x memory_size={memory_size} x "
+      f"sentence_size={sentence_size} words, the longest sentence being "
+      f"{' '.join(tokens[longest][:8])!r}...), over max_bytes={max_bytes / 2**30:.2f} GiB; "
+      "lower memory_size, fix the data, or raise max_bytes"
+    )
 
   splits, truncation = {}, {}
   for name, raws in (
@@ -256,6 +338,8 @@ def load_arrays(
     "seed": seed,
     "supporting_size": supporting_size,
     "truncation": truncation,
+    "estimated_bytes": needed,
+    "data": _merge_provenance(provenances),
   }
   return BabiArrays(
     train=splits["train"],
@@ -266,6 +350,25 @@ def load_arrays(
     memory_size=memory_size,
     metadata=metadata,
   )
+
+
+def _merge_provenance(provenances: dict[str, dict[str, Any]]) -> dict[str, Any]:
+  """One record of where the data came from, for every TFDS config read."""
+  first = next(iter(provenances.values()))
+  files: dict[str, Any] = {}
+  for provenance in provenances.values():
+    files.update(provenance["files"])
+  out = {
+    "data_root": first["data_root"],
+    "source": first["source"],
+    "source_kind": first["source_kind"],
+    "fingerprints": {name: p["fingerprint"] for name, p in sorted(provenances.items())},
+    "cache_dirs": {name: p["cache_dir"] for name, p in sorted(provenances.items())},
+    "files": dict(sorted(files.items())),
+  }
+  if "archive_sha256" in first:
+    out["archive_sha256"] = first["archive_sha256"]
+  return out
 
 
 def build_vocab(examples: Iterable[BabiExample]) -> Vocab:

@@ -23,8 +23,10 @@ import dataclasses
 import inspect
 import logging
 import os
+import shutil
 import socket
 import urllib.parse
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from etils import epath
 
 from memjax.data.babi.parse import (
   ARCHIVE_NAME,
+  DEFAULT_LIMITS,
   ENV_VAR,
   LANGUAGES,
   SPLITS,
@@ -40,13 +43,17 @@ from memjax.data.babi.parse import (
   URL,
   BabiDataNotFoundError,
   BabiSource,
+  ParseLimits,
+  RawExample,
+  file_digests,
   find_source,
   missing_data_message,
   parse_raw,
+  split_lines,
   task_filename,
 )
 
-__all__ = ["Babi", "BabiConfig", "config_name"]
+__all__ = ["Babi", "BabiConfig", "config_name", "download_archive"]
 
 _log = logging.getLogger(__name__)
 
@@ -115,6 +122,30 @@ def _reachable(url: str, timeout: float = 5.0) -> tuple[bool, str]:
     return False, f"{parts.hostname}:{port} is unreachable ({e}); offline?"
 
 
+def download_archive(directory: str | os.PathLike, timeout: float = 60.0) -> str:
+  """Downloads the official archive to ``<directory>/tasks_1-20_v1-2.tar.gz`` (written
+  to a temporary name, then renamed: an interrupted download leaves no archive).
+
+  Returns:
+    The archive's path.
+
+  Raises:
+    OSError: the download failed.
+  """
+  directory = os.fspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, ARCHIVE_NAME)
+  partial = f"{path}.incomplete-{os.getpid()}"
+  try:
+    with urllib.request.urlopen(URL, timeout=timeout) as response, open(partial, "wb") as f:
+      shutil.copyfileobj(response, f)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+  return path
+
+
 class Babi(tfds.core.GeneratorBasedBuilder):
   """bAbI QA v1.2 (20 tasks) as a TFDS dataset: one example per question.
 
@@ -127,10 +158,19 @@ class Babi(tfds.core.GeneratorBasedBuilder):
   of the same language is used instead, a warning is logged and the task is listed in
   ``info.metadata['fallback_tasks']``.
 
+  ``info.metadata`` records the source (``source``) and the MD5 and SHA-256 of every file
+  read (``files``). A malformed file fails the build with a ``BabiFormatError`` naming its
+  full path and line (``memjax.data.babi.parse``).
+
+  The prepared data is cached in ``data_dir`` under the config name, as for any TFDS
+  builder; ``memjax.data.babi.load_examples`` and ``load_arrays`` give each content of the
+  source files its own ``data_dir`` (so data from another root is never mistaken for it).
+
   Args:
     data_root: where to look for the data before ``download_config.manual_dir`` and
       ``$MEMJAX_DATA_DIR`` (see ``memjax.data.babi.parse.find_source`` for the layouts).
     allow_download: download the official archive when nothing is found locally.
+    limits: the parser's size caps (``memjax.data.babi.parse.ParseLimits``).
     **kwargs: ``config``, ``data_dir``, ... as for any TFDS builder.
 
   Example::
@@ -150,10 +190,16 @@ class Babi(tfds.core.GeneratorBasedBuilder):
   )
 
   def __init__(
-    self, *, data_root: str | os.PathLike | None = None, allow_download: bool = True, **kwargs: Any
+    self,
+    *,
+    data_root: str | os.PathLike | None = None,
+    allow_download: bool = True,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    **kwargs: Any,
   ):
     self._data_root = data_root
     self._allow_download = allow_download
+    self._limits = limits
     super().__init__(**kwargs)
 
   @tfds.core.utils.classproperty
@@ -216,13 +262,13 @@ class Babi(tfds.core.GeneratorBasedBuilder):
     lang = self.builder_config.lang
     tasks = [self.builder_config.task] if self.builder_config.task else list(TASK_NAMES)
     wanted = {(t, s): task_filename(lang, t, s) for t in tasks for s in SPLITS}
-    files = source.read(list(wanted.values()))
+    files = source.read_bytes(list(wanted.values()))
     fallback = _fallback_lang(lang)
     missing_train = [t for t in tasks if files[wanted[t, "train"]] is None]
     fallback_tasks = []
     if missing_train and fallback:
       names = {t: task_filename(fallback, t, "train") for t in missing_train}
-      found = source.read(list(names.values()))
+      found = source.read_bytes(list(names.values()))
       for t, name in names.items():
         if found[name] is not None:
           _log.warning(
@@ -241,18 +287,25 @@ class Babi(tfds.core.GeneratorBasedBuilder):
         f"bAbI files missing from {source.path}: {', '.join(absent)}.\n"
         + missing_data_message(self._data_root, [source.path])
       )
+    # Parse every file now: a malformed one fails here, naming its full path and line,
+    # before TFDS writes anything.
+    parsed = {
+      name: parse_raw(split_lines(files[name]), source.display_path(name), task, self._limits)
+      for (task, _), name in wanted.items()
+    }
     self.info.metadata["fallback_tasks"] = fallback_tasks
     self.info.metadata["source"] = str(source.path)
+    self.info.metadata["files"] = {
+      name: file_digests(files[name]) for name in sorted(set(wanted.values()))
+    }
     return {
-      split: self._generate_examples(
-        [(t, wanted[t, split], files[wanted[t, split]]) for t in tasks]
-      )
+      split: self._generate_examples([(t, parsed[wanted[t, split]]) for t in tasks])
       for split in SPLITS
     }
 
-  def _generate_examples(self, files: list[tuple[int, str, list[str]]]):
-    for task, name, lines in files:
-      for i, raw in enumerate(parse_raw(lines, name, task)):
+  def _generate_examples(self, files: list[tuple[int, list[RawExample]]]):
+    for task, raws in files:
+      for i, raw in enumerate(raws):
         yield (
           f"{task:02d}_{i:06d}",
           {

@@ -1,9 +1,17 @@
 """bAbI examples read back from the TFDS dataset: ``load_examples``.
 
 The ``Babi`` builder prepares the dataset on first use (from ``data_dir`` or
-``$MEMJAX_DATA_DIR``, else the official archive's URL); its records are read through
-``builder.as_data_source`` and parsed straight from their protos (checked against TFDS's
-own decoding), then tokenized.
+``$MEMJAX_DATA_DIR``, else the official archive, downloaded once into the cache folder);
+its records are read through ``builder.as_data_source`` and parsed straight from their
+protos (checked against TFDS's own decoding), then tokenized.
+
+The prepared data is keyed by the content of its source files, never by the config name
+alone: it lives in ``<cache>/babi_by_content/<key>/babi/<config>/<version>/``, where
+``<cache>`` is ``tfds_dir`` (default ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``)
+and ``<key>`` the first 16 hex digits of ``parse.fingerprint`` (the SHA-256 of the files'
+SHA-256s for a folder, of the archive for a tar.gz). Files that change get a new build;
+with no data root and no archive to download, loading fails (a cache is never used
+without its source). ``BabiExamples.provenance`` tells what was read.
 
 Example::
 
@@ -13,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from typing import Any
@@ -20,27 +29,131 @@ from typing import Any
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
+from memjax.data.babi import builder as builder_lib
 from memjax.data.babi.builder import Babi, config_name
-from memjax.data.babi.parse import ENV_VAR, RawExample, to_example
+from memjax.data.babi.parse import (
+  ARCHIVE_NAME,
+  DEFAULT_LIMITS,
+  ENV_VAR,
+  TASK_NAMES,
+  URL,
+  BabiDataNotFoundError,
+  BabiSource,
+  ParseLimits,
+  RawExample,
+  find_source,
+  fingerprint,
+  missing_data_message,
+  to_example,
+)
 
-__all__ = ["BabiExamples", "load_examples"]
+__all__ = ["BabiExamples", "cache_dir", "load_examples", "resolve_source"]
 
 _log = logging.getLogger(__name__)
 
 
 class BabiExamples(list):
   """A list of BabiExample with ``fallback_tasks``: tasks whose training data came from
-  the 1k file because the 10k file was missing (empty when none)."""
+  the 1k file because the 10k file was missing (empty when none), and ``provenance``:
+  ``data_root`` (None: the downloaded archive), ``source`` (the folder or archive read),
+  ``source_kind``, ``fingerprint`` (the content key), ``cache_dir`` (where the prepared
+  data is) and ``files`` (the MD5 and SHA-256 of each file read)."""
 
   fallback_tasks: tuple[int, ...] = ()
+  provenance: dict[str, Any] | None = None
 
 
-def _prepared_builder(lang: str, task: int | str, data_dir, tfds_dir) -> Babi:
-  data_dir = data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None
-  builder = Babi(config=config_name(lang, task), data_dir=tfds_dir, data_root=data_dir)
+CONTENT_FOLDER = "babi_by_content"  # <cache>/babi_by_content/<key>/babi/<config>/<version>
+DOWNLOAD_FOLDER = os.path.join(CONTENT_FOLDER, "downloads")  # the official archive, once
+
+
+def cache_dir(tfds_dir: str | os.PathLike | None = None) -> str:
+  """The cache folder: ``tfds_dir``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``."""
+  if tfds_dir:
+    return os.path.abspath(os.fspath(tfds_dir))
+  return os.path.abspath(
+    os.environ.get("TFDS_DATA_DIR") or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+  )
+
+
+def resolve_source(
+  data_dir: str | os.PathLike | None, tfds_dir: str | os.PathLike | None, allow_download: bool
+) -> tuple[BabiSource, str | None]:
+  """The bAbI source to build from, and the data root it was found in.
+
+  Looks in ``data_dir`` (else ``$MEMJAX_DATA_DIR``), then for the official archive
+  downloaded before into ``<cache>/babi_by_content/downloads/``; else downloads it there
+  (when ``allow_download`` and online).
+
+  Raises:
+    BabiDataNotFoundError: none of these, saying what to put where.
+  """
+  root = data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None
+  source, looked_in = find_source(root)
+  if source is not None:
+    return source, os.path.abspath(os.fspath(root))
+  downloads = os.path.join(cache_dir(tfds_dir), DOWNLOAD_FOLDER)
+  archive = os.path.join(downloads, ARCHIVE_NAME)
+  if os.path.isfile(archive):
+    return BabiSource(archive), None
+  why = "downloading is off (allow_download=False)"
+  if allow_download:
+    reachable, why = builder_lib._reachable(URL)
+    if reachable:
+      try:
+        return BabiSource(builder_lib.download_archive(downloads)), None
+      except OSError as e:
+        why = f"download of {URL} failed: {e}"
+  raise BabiDataNotFoundError(
+    missing_data_message(
+      None if root is None else os.fspath(root),
+      [*looked_in, archive],
+      f"Cannot download {URL}: {why}. Data prepared before is not used without its source "
+      "files: the cache is keyed by their content.",
+    )
+  )
+
+
+def _prepared_builder(
+  lang: str,
+  task: int | str,
+  data_dir,
+  tfds_dir,
+  limits: ParseLimits = DEFAULT_LIMITS,
+  allow_download: bool = True,
+) -> tuple[Babi, dict[str, Any]]:
+  """The prepared builder of the data's content, and the data's provenance."""
+  name = config_name(lang, task)
+  source, root = resolve_source(data_dir, tfds_dir, allow_download)
+  tasks = list(TASK_NAMES) if task == "joint" else [int(task)]
+  key = fingerprint(source, lang, tasks)
+  directory = os.path.join(cache_dir(tfds_dir), CONTENT_FOLDER, key["fingerprint"][:16])
+  builder = Babi(
+    config=name, data_dir=directory, data_root=source.path, allow_download=False, limits=limits
+  )
   if not builder.is_prepared():
     builder.download_and_prepare(file_format="array_record")
-  return builder
+  metadata = builder.info.metadata or {}
+  files = {str(k): dict(v) for k, v in (metadata.get("files") or {}).items()}
+  if key["kind"] == "folder":
+    built = "".join(f"{n}: {files[n]['sha256']}\n" for n in sorted(files))
+    if hashlib.sha256(built.encode()).hexdigest() != key["fingerprint"]:
+      raise RuntimeError(
+        f"the bAbI data prepared in {builder.data_dir} does not match the files in "
+        f"{source.path} (they changed while it was built, or the folder was altered): "
+        "delete that folder and load again"
+      )
+  provenance = {
+    "data_root": root,
+    "source": source.path,
+    "source_kind": key["kind"] if root is not None else "download",
+    "fingerprint": key["fingerprint"],
+    "cache_dir": str(builder.data_dir),
+    "files": files,
+  }
+  if "archive_sha256" in key:
+    provenance["archive_sha256"] = key["archive_sha256"]
+  return builder, provenance
 
 
 def _fallback_tasks(builder: Babi) -> tuple[int, ...]:
@@ -112,8 +225,11 @@ def _read_raw(builder: Babi, split: str, fast: bool = True) -> list[RawExample]:
   return out
 
 
-def _load_raw(task, split, lang, data_dir, tfds_dir) -> tuple[list[RawExample], tuple[int, ...]]:
-  builder = _prepared_builder(lang, task, data_dir, tfds_dir)
+def _load_raw(
+  task, split, lang, data_dir, tfds_dir, limits: ParseLimits = DEFAULT_LIMITS
+) -> tuple[list[RawExample], tuple[int, ...], dict[str, Any]]:
+  """``(raw examples, fallback tasks, provenance)`` of one split (see ``load_examples``)."""
+  builder, provenance = _prepared_builder(lang, task, data_dir, tfds_dir, limits)
   fallback = _fallback_tasks(builder)
   if fallback and split.startswith("train"):
     _log.warning(
@@ -121,7 +237,8 @@ def _load_raw(task, split, lang, data_dir, tfds_dir) -> tuple[list[RawExample], 
       builder.builder_config.name,
       ", ".join(map(str, fallback)),
     )
-  return _read_raw(builder, split), (fallback if split.startswith("train") else ())
+  fallback = fallback if split.startswith("train") else ()
+  return _read_raw(builder, split), fallback, provenance
 
 
 def load_examples(
@@ -130,6 +247,8 @@ def load_examples(
   lang: str = "en",
   data_dir: str | os.PathLike | None = None,
   tfds_dir: str | os.PathLike | None = None,
+  *,
+  limits: ParseLimits = DEFAULT_LIMITS,
 ) -> BabiExamples:
   """Loads tokenized bAbI examples through the TFDS data source (built on first use).
 
@@ -138,17 +257,22 @@ def load_examples(
     split: 'train' or 'test' (TFDS slices such as 'train[:10%]' work too).
     lang: a folder of the archive: en, en-10k, hn, hn-10k, shuffled or shuffled-10k.
     data_dir: the data root; defaults to ``$MEMJAX_DATA_DIR``.
-    tfds_dir: where TFDS caches the built dataset; defaults to TFDS's (~/tensorflow_datasets).
+    tfds_dir: the cache folder of the prepared data (keyed by the files' content, see
+      the module docstring); defaults to ``$TFDS_DATA_DIR``, else ~/tensorflow_datasets.
+    limits: the parser's size caps (``memjax.data.babi.parse.ParseLimits``).
 
   Returns:
     BabiExamples (a list of BabiExample, file order) with ``fallback_tasks`` set when a
-    10k training file was missing and the 1k file was used (a warning is logged too).
+    10k training file was missing and the 1k file was used (a warning is logged too),
+    and ``provenance`` (the data root, the files' checksums, the cache folder).
 
   Raises:
-    BabiDataNotFoundError: the data is neither built, local nor downloadable.
+    BabiDataNotFoundError: the data is neither local nor downloadable.
+    BabiFormatError: a malformed file (a ValueError naming its full path and line).
   """
-  raws, fallback = _load_raw(task, split, lang, data_dir, tfds_dir)
+  raws, fallback, provenance = _load_raw(task, split, lang, data_dir, tfds_dir, limits)
   cache: dict[str, list[str]] = {}
   out = BabiExamples(to_example(raw, cache) for raw in raws)
   out.fallback_tasks = fallback
+  out.provenance = provenance
   return out

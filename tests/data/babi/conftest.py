@@ -58,6 +58,18 @@ def _expected(root: pathlib.Path, lang: str, task: int, split: str):
 
 
 @pytest.fixture(scope="session")
+def _session_tfds_dir(tmp_path_factory) -> pathlib.Path:
+  return tmp_path_factory.mktemp("tfds_default")
+
+
+@pytest.fixture(autouse=True)
+def _no_home_cache(_session_tfds_dir, monkeypatch):
+  """A test that passes no ``tfds_dir`` caches under a temporary folder, never under
+  ~/tensorflow_datasets (the loaders default to ``$TFDS_DATA_DIR``)."""
+  monkeypatch.setenv("TFDS_DATA_DIR", str(_session_tfds_dir))
+
+
+@pytest.fixture(scope="session")
 def testdata() -> pathlib.Path:
   """The folder of small bAbI-format files (good and malformed)."""
   return pathlib.Path(__file__).parent / "testdata"

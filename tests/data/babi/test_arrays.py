@@ -280,3 +280,94 @@ def test_length_buckets_reject_stories_longer_than_memory_size():
   data = synthetic.load_arrays(num_train=50, num_test=10, memory_size=10, seed=0)
   with pytest.raises(ValueError, match="longer along axis 0"):
     babi.length_buckets(data.train, (4,), 1)
+
+
+# ----------------------------------------------------------------------------- issue 12
+
+
+def _write_task(root, lang, task, train_lines, test_lines=None):
+  from memjax.data.babi import parse
+
+  for split, lines in (("train", train_lines), ("test", test_lines or train_lines)):
+    path = root / "babi" / "tasks_1-20_v1-2" / parse.task_filename(lang, task, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  return root
+
+
+def test_several_word_answers_are_one_vocabulary_entry(tmp_path):
+  """hn/: 'rasoi ghar' is one answer class (one id), apart from its words in stories."""
+  lines = [
+    "1 Mary rasoi ghar mein gayi.",
+    "2 Mary kahan hai? \trasoi ghar\t1",
+    "3 John chalchitra ghar gaya.",
+    "4 John kahan hai?\tchalchitra ghar\t3",
+    "5 Mary kahan hai?\trasoi ghar\t1",
+  ]
+  root = _write_task(tmp_path / "root", "hn", 1, lines * 5)
+  arrays = babi.load_arrays(
+    [1], lang="hn", data_dir=str(root), tfds_dir=str(tmp_path / "tfds"), validation_fraction=0
+  )
+  vocab = arrays.vocab
+  assert {"rasoi ghar", "chalchitra ghar", "rasoi", "ghar", "chalchitra"} <= set(vocab.words)
+  answers = vocab.decode(arrays.test["answer"])
+  assert answers == ["rasoi ghar", "chalchitra ghar", "rasoi ghar"] * 5
+  assert len(set(arrays.test["answer"].tolist())) == 2  # one id per answer class
+  row = vocab.decode(arrays.test["story"][0, 0], skip_padding=True)
+  assert row == ["mary", "rasoi", "ghar", "mein", "gayi"]
+
+
+def test_arrays_over_max_bytes_are_refused_before_allocating(tmp_path, monkeypatch):
+  """A 200,000-word line once parsed and made load_arrays allocate 37 GiB: the parser caps
+  words per line, and load_arrays refuses arrays over max_bytes from their sizes alone."""
+  from memjax.data.babi import arrays as arrays_lib
+  from memjax.data.babi import parse
+
+  def no_allocation(*args, **kwargs):
+    raise AssertionError("the arrays were being encoded")
+
+  monkeypatch.setattr(arrays_lib, "_encode_split", no_allocation)
+  story = ["1 Mary went " + "to " * 200_000 + "the kitchen.", "2 Where is Mary?\tkitchen\t1"]
+  huge = _write_task(tmp_path / "huge", "en", 1, story)
+  name = parse.task_filename("en", 1, "train")
+  path = str(huge / "babi" / "tasks_1-20_v1-2" / name)
+  with pytest.raises(parse.BabiFormatError, match=f"^{path}:1: more than max_sentence_words"):
+    babi.load_arrays([1], data_dir=str(huge), tfds_dir=str(tmp_path / "tfds"))
+  # Under the parser's cap (151 words), the estimate from the sizes decides.
+  lines = [f"{i} Mary went " + "far " * 148 + f"place{i}." for i in range(1, 21)]
+  lines += ["21 Where is Mary?\tplace20\t20"]  # 21 distinct sentences, 25 words
+  wide = _write_task(tmp_path / "wide", "en", 1, lines * 2)
+  kwargs = dict(data_dir=str(wide), tfds_dir=str(tmp_path / "tfds"), memory_size=20)
+  want = arrays_lib.estimate_bytes(4, 20, 151, 3, 21)
+  assert want == 4 * 4 * (20 * 151 + 151 + 2 + 3) + 8 * 4 * 21 + 4 * 22 * 151
+  with pytest.raises(arrays_lib.ArraysTooLargeError, match=r"4 examples x memory_size=20 x s"):
+    babi.load_arrays([1], **kwargs, max_bytes=want - 1)
+  with pytest.raises(arrays_lib.ArraysTooLargeError, match="26 words, over max_vocab_size=25"):
+    babi.load_arrays([1], **kwargs, max_vocab_size=25)
+  monkeypatch.undo()
+  got = babi.load_arrays([1], **kwargs, max_bytes=want, max_vocab_size=26)
+  assert got.sentence_size == 151 and got.metadata["estimated_bytes"] == want
+  actual = sum(a.nbytes for split in (got.train, got.validation, got.test) for a in split.values())
+  assert actual <= want  # the estimate bounds the outputs
+
+
+def test_load_arrays_records_where_the_data_came_from(fake_root, tmp_path):
+  import hashlib
+
+  from memjax.data.babi import parse
+
+  arrays = babi.load_arrays([1, 2], data_dir=str(fake_root), tfds_dir=str(tmp_path))
+  data = arrays.metadata["data"]
+  folder = fake_root / "babi" / "tasks_1-20_v1-2"
+  assert data["data_root"] == str(fake_root) and data["source"] == str(folder)
+  assert set(data["fingerprints"]) == {"en_qa1", "en_qa2"}
+  names = [parse.task_filename("en", t, s) for t in (1, 2) for s in ("train", "test")]
+  assert sorted(data["files"]) == sorted(names)
+  for name in names:
+    raw = (folder / name).read_bytes()
+    assert data["files"][name] == {
+      "md5": hashlib.md5(raw).hexdigest(),
+      "sha256": hashlib.sha256(raw).hexdigest(),
+    }
+  for directory in data["cache_dirs"].values():
+    assert directory.startswith(str(tmp_path))

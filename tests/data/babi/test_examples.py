@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import pathlib
+import re
 import tarfile
 
+import pytest
 import tensorflow_datasets as tfds
 
 from memjax.data import babi
+from memjax.data.babi import builder as builder_lib
 from memjax.data.babi import examples, parse
 
 
@@ -87,3 +92,78 @@ def test_real_en_task1_counts_and_10k_task3_fallback(real_root, tmp_path):
   else:
     assert len(ten_k_qa3) == 1000 and ten_k_qa3.fallback_tasks == (3,)
     assert ten_k_qa3 == babi.load_examples(3, "train", data_dir=real_root, tfds_dir=str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- issue 12
+
+
+def _one_question_root(root: pathlib.Path, place: str) -> str:
+  folder = root / "babi" / "tasks_1-20_v1-2"
+  for split in ("train", "test"):
+    path = folder / parse.task_filename("en", 1, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"1 Mary went to the {place}.\n2 Where is Mary?\t{place}\t1\n")
+  return str(root)
+
+
+def test_prepared_data_is_keyed_by_content_not_config_name(tmp_path, monkeypatch):
+  """Root A then root B (same language, other files) in one cache folder: B's examples;
+  the same files elsewhere reuse A's build; an edited file is rebuilt."""
+  monkeypatch.setattr(builder_lib, "_reachable", lambda url: (False, "offline (test)"))
+  cache = str(tmp_path / "tfds")
+  a = _one_question_root(tmp_path / "a", "kitchen")
+  b = _one_question_root(tmp_path / "b", "garden")
+  same_as_a = _one_question_root(tmp_path / "a2", "kitchen")
+  got_a = babi.load_examples(1, "train", data_dir=a, tfds_dir=cache)
+  got_b = babi.load_examples(1, "train", data_dir=b, tfds_dir=cache)
+  assert (got_a[0].answer, got_b[0].answer) == ("kitchen", "garden")
+  assert got_a.provenance["fingerprint"] != got_b.provenance["fingerprint"]
+  again = babi.load_examples(1, "train", data_dir=same_as_a, tfds_dir=cache)
+  assert again.provenance["cache_dir"] == got_a.provenance["cache_dir"]
+  assert again.provenance["data_root"] == same_as_a and again[0].answer == "kitchen"
+  _one_question_root(tmp_path / "a", "office")  # edited in place
+  assert babi.load_examples(1, "train", data_dir=a, tfds_dir=cache)[0].answer == "office"
+  assert (tmp_path / "tfds" / examples.CONTENT_FOLDER).is_dir()
+  assert not (tmp_path / "tfds" / "babi").exists()  # never the config-name-only layout
+
+
+def test_no_data_root_and_no_download_is_an_error_not_a_stale_cache(tmp_path, monkeypatch):
+  monkeypatch.setattr(builder_lib, "_reachable", lambda url: (False, "offline (test)"))
+  monkeypatch.delenv("MEMJAX_DATA_DIR", raising=False)
+  cache = str(tmp_path / "tfds")
+  root = _one_question_root(tmp_path / "a", "kitchen")
+  assert babi.load_examples(1, "train", data_dir=root, tfds_dir=cache)[0].answer == "kitchen"
+  with pytest.raises(babi.BabiDataNotFoundError, match="(?s)offline .test.*keyed by their content"):
+    babi.load_examples(1, "train", tfds_dir=cache)
+  monkeypatch.setenv("MEMJAX_DATA_DIR", root)  # the environment variable is a data root
+  assert babi.load_examples(1, "train", tfds_dir=cache).provenance["data_root"] == root
+  # An archive downloaded before into the cache folder is a source (keyed by its SHA-256).
+  monkeypatch.delenv("MEMJAX_DATA_DIR")
+  archive = tmp_path / "tfds" / examples.DOWNLOAD_FOLDER / parse.ARCHIVE_NAME
+  archive.parent.mkdir(parents=True)
+  with tarfile.open(archive, "w:gz") as tar:
+    tar.add(pathlib.Path(root) / "babi" / "tasks_1-20_v1-2", arcname="tasks_1-20_v1-2")
+  got = babi.load_examples(1, "train", tfds_dir=cache)
+  assert got[0].answer == "kitchen" and got.provenance["source_kind"] == "download"
+  assert got.provenance["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_cache_folder_defaults_to_tfds_data_dir(tmp_path, monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env_cache"))
+  assert examples.cache_dir() == str(tmp_path / "env_cache")
+  assert examples.cache_dir(tmp_path / "mine") == str(tmp_path / "mine")
+  root = _one_question_root(tmp_path / "a", "kitchen")
+  got = babi.load_examples(1, "test", data_dir=root)
+  assert got.provenance["cache_dir"].startswith(str(tmp_path / "env_cache" / "babi_by_content"))
+  monkeypatch.delenv("TFDS_DATA_DIR")
+  assert examples.cache_dir() == os.path.expanduser(os.path.join("~", "tensorflow_datasets"))
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "1 Mary went home.\n"])
+def test_a_file_without_questions_fails_the_load_naming_it(tmp_path, text):
+  """Not an AssertionError from TFDS ('No examples were yielded'), not zero examples."""
+  root = pathlib.Path(_one_question_root(tmp_path / "a", "kitchen"))
+  path = root / "babi" / "tasks_1-20_v1-2" / parse.task_filename("en", 1, "test")
+  path.write_text(text)
+  with pytest.raises(parse.BabiFormatError, match=f"^{re.escape(str(path))}:[12]: no question"):
+    babi.load_examples(1, "train", data_dir=str(root), tfds_dir=str(tmp_path / "tfds"))
