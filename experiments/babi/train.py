@@ -74,7 +74,27 @@ def load_data(config: ml_collections.ConfigDict, tasks: list[int]) -> babi.BabiA
     memory_size=data.memory_size,
     validation_fraction=data.validation_fraction,
     seed=data.split_seed,
+    tfds_dir=data.get("tfds_dir") or None,
+    max_bytes=int(data.get("max_array_gib", 8.0) * 2**30),
   )
+
+
+def data_record(config: ml_collections.ConfigDict, loaded: list[babi.BabiArrays]) -> dict:
+  """What ``results.json`` says about the data: the source, and for bAbI the resolved
+  data root, the files read with their MD5 and SHA-256, the content keys and the cache
+  folders of the prepared data (``memjax.data.babi.load_arrays``'s ``metadata['data']``),
+  merged over every load of the run (per-task mode loads each task)."""
+  record: dict[str, Any] = {"source": config.data.source}
+  if config.data.source == "babi":
+    record["lang"] = config.data.lang
+  for data in loaded:
+    provenance = (data.metadata or {}).get("data") or {}
+    for key, value in provenance.items():
+      if isinstance(value, dict):
+        record.setdefault(key, {}).update(value)
+      else:
+        record.setdefault(key, value)
+  return record
 
 
 def units(config) -> list[train.Run]:
@@ -316,6 +336,7 @@ def train_unit(config, run: train.Run, directory: str, data, mesh) -> dict:
     vocab_size=len(data.vocab),
     history=result.history,
     fallback_tasks=list((data.metadata or {}).get("fallback_tasks") or []),
+    data_fingerprints=dict(((data.metadata or {}).get("data") or {}).get("fingerprints") or {}),
   )
   return out
 
@@ -381,12 +402,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = train.data_mesh(config.num_devices or None)
   train.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
   loaded: dict[str, Any] = {"tasks": None, "data": None}
+  every_load: list[babi.BabiArrays] = []
   fallback: set[int] = set()
 
   def train_one(run: train.Run, directory: str) -> dict:
     tasks = list(config.tasks) if config.mode == "joint" else run.spec["tasks"]
     if loaded["tasks"] != tasks:
       loaded["tasks"], loaded["data"] = tasks, load_data(config, tasks)
+      every_load.append(loaded["data"])
       for t in loaded["data"].metadata.get("fallback_tasks") or []:
         if t not in fallback:
           print(
@@ -400,6 +423,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics = summarize(config, results, wall)
   for r in results:  # also for units restored from disk
     fallback |= set(r.get("fallback_tasks", []))
+  data = data_record(config, every_load)
+  fingerprints: dict[str, set[str]] = {}
+  for r in results:  # the data each unit trained on (restored units were not reloaded)
+    for name, key in (r.get("data_fingerprints") or {}).items():
+      fingerprints.setdefault(name, set()).add(key)
+  if not every_load and fingerprints:  # every unit restored from disk
+    data["fingerprints"] = {name: min(keys) for name, keys in sorted(fingerprints.items())}
+  changed = sorted(name for name, keys in fingerprints.items() if len(keys) > 1)
+  if changed:
+    data["warning"] = f"the units trained on different data files for {changed} (resumed?)"
+    print(f"warning: {data['warning']}")
   drop = ("history", "vocab", "spec")
   train.write_results(
     workdir,
@@ -407,6 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config,
     wall,
     extra={
+      "data": data,
       "fallback_tasks_on_1k_training_file": sorted(fallback),
       "units": [{k: v for k, v in r.items() if k not in drop} for r in results],
     },

@@ -41,8 +41,10 @@ def get_config(arg=None):
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "babi"  # 'babi' (memjax.data.babi) or 'synthetic' (task-1-like)
-  config.data.lang = "en"  # archive folder: 'en' (1k) or 'en-10k'
+  config.data.lang = "en"  # archive folder: en, en-10k, hn, hn-10k, shuffled, shuffled-10k
   config.data.data_dir = ""  # data root; '' = $MEMJAX_DATA_DIR
+  config.data.tfds_dir = ""  # prepared-data cache; '' = $TFDS_DATA_DIR, ~/tensorflow_datasets
+  config.data.max_array_gib = 8.0  # refuse arrays over this (estimated before allocating)
   config.data.memory_size = 50  # the paper's memory: the last 50 sentences
   config.data.validation_fraction = 0.1  # 10% of train held out (the paper)
   config.data.split_seed = 0  # seed of the validation split
