@@ -1,11 +1,14 @@
 """Checkpointer: round trip, latest step wins, restore into an abstract target."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from memjax.train import Checkpointer
+from memjax.train.checkpoint import CheckpointError
 
 
 def _state(x):
@@ -33,7 +36,9 @@ def test_round_trip_latest_step_and_metadata(tmp_path):
 def test_restore_into_wrong_structure_fails(tmp_path):
   with Checkpointer(tmp_path / "ckpt") as ckpt:
     ckpt.save(1, _state(1.0))
-  with Checkpointer(tmp_path / "ckpt") as ckpt, pytest.raises(Exception):  # noqa: B017
+  # The error names the directory, the step and Orbax's reason.
+  match = rf"no usable checkpoint in {re.escape(str(tmp_path / 'ckpt'))}: step 1 .*tree structures"
+  with Checkpointer(tmp_path / "ckpt") as ckpt, pytest.raises(CheckpointError, match=match):
     ckpt.restore_latest({"other": jnp.zeros((5,))})
 
 
