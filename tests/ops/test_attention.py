@@ -8,22 +8,13 @@ import pytest
 from jax.test_util import check_grads
 
 from memjax.ops import attention_read, masked_softmax
+from tests import _numpy_refs as refs
 
 
 def _np_attention(q, keys, values, mask=None):
-  """Loop-free float64 reference of softmax(q K^T / sqrt(d)) V with slot masks."""
-  q, keys, values = (np.asarray(a, np.float64) for a in (q, keys, values))
-  s = np.einsum("...k,nk->...n", q, keys) / np.sqrt(q.shape[-1])
-  if mask is None:
-    mask = np.ones(s.shape, bool)
-  mask = np.broadcast_to(mask, s.shape)
-  s = np.where(mask, s, -np.inf)
-  m = np.max(s, axis=-1, keepdims=True)
-  m = np.where(np.isfinite(m), m, 0.0)
-  e = np.where(mask, np.exp(s - m), 0.0)
-  z = e.sum(-1, keepdims=True)
-  w = np.where(z > 0, e / np.where(z > 0, z, 1.0), 0.0)
-  return np.einsum("...n,nv->...v", w, values), w
+  """float64 reference of softmax(q K^T / sqrt(d)) V with slot masks."""
+  w = refs.softmax(refs.scaled_dot(q, keys), mask)
+  return w @ np.float64(values), w
 
 
 def _data(batch=(3,), n=6, k=4, v=2, seed=0):
@@ -83,12 +74,59 @@ def test_known_answer_one_hot_read():
   np.testing.assert_allclose(np.asarray(read), [0.0, 1.0], atol=1e-5)
 
 
-def test_masked_softmax_rows_sum_to_one_or_zero():
-  s = jnp.asarray(np.random.default_rng(2).standard_normal((3, 5)), jnp.float32)
-  mask = jnp.array([[True] * 5, [False, True, False, True, False], [False] * 5])
-  w = np.asarray(masked_softmax(s, mask))
-  np.testing.assert_allclose(w.sum(-1), [1.0, 1.0, 0.0], atol=1e-6)
-  np.testing.assert_allclose(np.asarray(masked_softmax(s)), np.asarray(jax.nn.softmax(s)))
+def _full_mask_slice(mask, axis):
+  """``mask`` with its first slice along ``axis`` (all slots of one row) set to False."""
+  mask = np.array(mask)
+  np.moveaxis(mask, axis, -1)[(0,) * (mask.ndim - 1)] = False
+  return mask
+
+
+@pytest.mark.parametrize(
+  "shape, mask_shape, axis",
+  [
+    ((3, 5), None, -1),
+    ((4, 3), None, 0),
+    ((3, 5), (3, 5), -1),
+    ((3, 5), (5,), -1),  # one slot mask for every row
+    ((5, 3), (5, 3), 0),  # slots along axis 0
+    ((2, 4, 3), (2, 4, 3), 1),
+    ((2, 4, 3), (4, 1), 1),  # broadcast over the first and last axes
+    ((2, 3, 4), (2, 3, 4), -2),
+  ],
+)
+def test_masked_softmax_matches_numpy(shape, mask_shape, axis):
+  rng = np.random.default_rng(2)
+  s = (3 * rng.standard_normal(shape)).astype(np.float32)
+  mask = None
+  if mask_shape is not None:
+    mask = rng.random(mask_shape) > 0.4
+    if mask_shape == shape:  # one row with no valid slot at all
+      mask = _full_mask_slice(mask, axis)
+  w = np.asarray(masked_softmax(jnp.asarray(s), mask, axis=axis))
+  want = refs.softmax(s, mask, axis)
+  assert w.shape == shape and w.dtype == np.float32
+  np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-7)
+  if mask is not None:
+    assert np.all(w[~np.broadcast_to(mask, shape)] == 0)  # exactly 0, not just small
+
+
+def test_masked_softmax_known_answer_along_axis_0():
+  s = jnp.array([[0.0, np.log(3.0), 5.0], [0.0, 0.0, -5.0]])
+  mask = jnp.array([[True, True, False], [True, True, False]])  # column 2: no valid slot
+  w = masked_softmax(s, mask, axis=0)
+  np.testing.assert_allclose(w, [[0.5, 0.75, 0.0], [0.5, 0.25, 0.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_masked_softmax_row_without_valid_slot_is_exactly_zero(dtype):
+  # The documented behaviour: all-zero weights, never NaN, whatever the scores.
+  s = jnp.array([[1e30, -1e30, 0.0], [3.0, 1.0, 2.0]], jnp.float32).astype(dtype)
+  mask = jnp.array([[False, False, False], [False, True, False]])
+  w = masked_softmax(s, mask)
+  assert w.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(w, np.float32), [[0, 0, 0], [0, 1, 0]])
+  g = jax.grad(lambda s: masked_softmax(s, mask)[0].sum())(s)
+  assert np.all(np.asarray(g, np.float32) == 0)
 
 
 def test_other_similarities():
