@@ -20,8 +20,11 @@ What a checkpoint guarantees:
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import inspect
 import os
+import sys
 from typing import Any
 
 import jax
@@ -105,10 +108,47 @@ def _verify(tree: Any, saved: dict[str, dict[str, Any]]) -> None:
       )
 
 
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip().splitlines()
-  line = text[0] if text else ""
-  return f"{type(error).__name__}: {line[:300]}"
+def _reason(error: BaseException) -> str:
+  """The first line of the error and of each error that caused it (TensorStore's come last)."""
+  parts, seen = [], set()
+  while error is not None and id(error) not in seen and len(parts) < 4:
+    seen.add(id(error))
+    lines = str(error).strip().splitlines()
+    line = lines[0].split(". See full TensorStore details")[0] if lines else ""
+    parts.append(f"{type(error).__name__}: {line[:400]}")
+    error = error.__cause__ or error.__context__
+  return "; caused by ".join(parts)
+
+
+def _is_abandoned_read(unraisable: Any) -> bool:
+  """An error Python reports late about the reads of a failed Orbax restore: its pending
+  coroutines are collected, and TensorStore's threads call back into its closed loop."""
+  error, obj = unraisable.exc_value, unraisable.object
+  if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+    return True
+  return inspect.iscoroutine(obj) and f"{os.sep}orbax{os.sep}" in obj.cr_code.co_filename
+
+
+_quiet_installed = False
+
+
+def _quiet_abandoned_reads() -> None:
+  """Installs (once per process) an unraisable hook that drops :func:`_is_abandoned_read`
+  reports (the failed restore is already logged as a warning) and passes on every other
+  one. It stays: TensorStore's threads may call back long after the restore failed."""
+  global _quiet_installed
+  if _quiet_installed:
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable: Any) -> None:
+    if _is_abandoned_read(unraisable):
+      logging.debug("ignored after a failed restore: %r", unraisable.exc_value)
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+  _quiet_installed = True
 
 
 class Checkpointer:
@@ -161,7 +201,10 @@ class Checkpointer:
   def _restore_step(self, step: int, target: Any) -> tuple[Any, dict]:
     path = self.step_directory(step)
     if not os.path.isfile(os.path.join(path, _COMMIT_FILE)):
-      raise _Unusable(f"no {_COMMIT_FILE}: the save did not complete")
+      raise _Unusable(
+        f"no {_COMMIT_FILE} (Orbax writes it last): the save did not complete or the "
+        "directory was copied in part"
+      )
     items = dict(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore())
     verified = os.path.isdir(os.path.join(path, "checksums"))  # older checkpoints lack it
     if verified:
@@ -169,7 +212,9 @@ class Checkpointer:
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # noqa: BLE001  Orbax / TensorStore / json raise many types
-      raise _Unusable(_first_line(e)) from e
+      _quiet_abandoned_reads()
+      gc.collect()  # the coroutines the failed restore left pending, now that it is quiet
+      raise _Unusable(_reason(e)) from e
     metadata = restored["metadata"]
     if metadata is not None and not isinstance(metadata, dict):
       raise _Unusable(f"its metadata is a {type(metadata).__name__}, not a JSON object")
