@@ -14,7 +14,21 @@ Modules, each built on the ones before:
 The data root comes from the ``data_dir`` argument or the environment variable
 ``MEMJAX_DATA_DIR``; the bAbI folder is ``<root>/babi/tasks_1-20_v1-2/`` (or the archive
 ``<root>/babi/tasks_1-20_v1-2.tar.gz`` or ``<root>/tasks_1-20_v1-2.tar.gz``). With nothing
-local, the builder downloads the official archive through the TFDS download manager.
+local, the official archive is downloaded once into the cache folder.
+
+Reliability (each proved by a test in tests/data/babi/):
+
+* Every language folder parses: several-word answers (``hn/``: ``'rasoi ghar'``) are one
+  answer class, stored with their words joined by one space.
+* A malformed file raises ``BabiFormatError`` (a ValueError) naming the file's full path
+  and line: bytes that are not UTF-8, a question line whose tabs were lost, a file
+  without questions; a leading UTF-8 byte-order mark is ignored (``parse``).
+* Sizes are checked before anything is allocated: ``ParseLimits`` (words per line,
+  statements per story) and ``load_arrays``' ``max_bytes`` / ``max_vocab_size``.
+* The prepared TFDS data is keyed by the content of the source files (``examples``), in
+  ``tfds_dir`` (default ``$TFDS_DATA_DIR``, else ~/tensorflow_datasets): other files
+  never get another's examples, and nothing is used without its source.
+* Only UTF-8 text is read from data files: no pickle, no eval, no archive extraction.
 
 ``builder`` and ``examples`` import tensorflow_datasets, so they and their names
 (``Babi``, ``BabiConfig``, ``config_name``, ``BabiExamples``, ``load_examples``) load on
@@ -35,13 +49,21 @@ import importlib
 
 from memjax.data.babi import arrays, parse, synthetic
 from memjax.data.babi.arrays import (
+  ArraysTooLargeError,
   BabiArrays,
   build_vocab,
   encode_story,
   length_buckets,
   load_arrays,
 )
-from memjax.data.babi.parse import BabiDataNotFoundError, BabiExample, parse_babi, tokenize
+from memjax.data.babi.parse import (
+  BabiDataNotFoundError,
+  BabiExample,
+  BabiFormatError,
+  ParseLimits,
+  parse_babi,
+  tokenize,
+)
 from memjax.data.vocab import OutOfVocabularyError, Vocab
 
 _LAZY = {
@@ -73,10 +95,13 @@ __all__ = [
   "arrays",
   "parse",
   "synthetic",
+  "ArraysTooLargeError",
   "BabiArrays",
   "BabiDataNotFoundError",
   "BabiExample",
+  "BabiFormatError",
   "OutOfVocabularyError",
+  "ParseLimits",
   "Vocab",
   "build_vocab",
   "encode_story",

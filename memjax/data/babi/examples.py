@@ -94,6 +94,13 @@ def resolve_source(
     return source, os.path.abspath(os.fspath(root))
   downloads = os.path.join(cache_dir(tfds_dir), DOWNLOAD_FOLDER)
   archive = os.path.join(downloads, ARCHIVE_NAME)
+  if root is not None:
+    _log.warning(
+      "bAbI: no data under %s (looked in %s); using the official archive (%s) instead.",
+      root,
+      ", ".join(looked_in),
+      archive if os.path.isfile(archive) else URL,
+    )
   if os.path.isfile(archive):
     return BabiSource(archive), None
   why = "downloading is off (allow_download=False)"

@@ -78,7 +78,7 @@ TASK_NAMES = {
   20: "agents-motivations",
 }
 
-_LINE = re.compile(r"^([0-9]{1,9}) (.*)$", re.DOTALL)
+_LINE = re.compile(r"^([0-9]{1,9}) ([^\n]*)$")
 _INTEGER = re.compile(r"[0-9]{1,9}")
 _BOM = "\ufeff"
 _TASK_IN_NAME = re.compile(r"qa(\d+)_")

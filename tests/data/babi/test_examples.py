@@ -167,3 +167,34 @@ def test_a_file_without_questions_fails_the_load_naming_it(tmp_path, text):
   path.write_text(text)
   with pytest.raises(parse.BabiFormatError, match=f"^{re.escape(str(path))}:[12]: no question"):
     babi.load_examples(1, "train", data_dir=str(root), tfds_dir=str(tmp_path / "tfds"))
+
+
+def test_the_official_archive_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
+  """No data root: the archive is downloaded into <cache>/babi_by_content/downloads/ (here
+  from a fake server), keyed by its SHA-256, and used offline afterwards."""
+  import contextlib
+  import io
+
+  monkeypatch.delenv("MEMJAX_DATA_DIR", raising=False)
+  root = pathlib.Path(_one_question_root(tmp_path / "a", "kitchen"))
+  served = tmp_path / "served.tar.gz"
+  with tarfile.open(served, "w:gz") as tar:
+    tar.add(root / "babi" / "tasks_1-20_v1-2", arcname="tasks_1-20_v1-2")
+  urls = []
+
+  def urlopen(url, timeout):
+    urls.append(url)
+    return contextlib.closing(io.BytesIO(served.read_bytes()))
+
+  monkeypatch.setattr(builder_lib, "_reachable", lambda url: (True, ""))
+  monkeypatch.setattr(builder_lib.urllib.request, "urlopen", urlopen)
+  cache = tmp_path / "tfds"
+  got = babi.load_examples(1, "test", tfds_dir=str(cache))
+  assert urls == [parse.URL] and got[0].answer == "kitchen"
+  archive = cache / examples.DOWNLOAD_FOLDER / parse.ARCHIVE_NAME
+  assert archive.read_bytes() == served.read_bytes()
+  assert got.provenance["source_kind"] == "download" and got.provenance["data_root"] is None
+  assert got.provenance["fingerprint"] == hashlib.sha256(served.read_bytes()).hexdigest()
+  monkeypatch.setattr(builder_lib, "_reachable", lambda url: (False, "offline (test)"))
+  assert babi.load_examples(1, "train", tfds_dir=str(cache))[0].answer == "kitchen"
+  assert urls == [parse.URL]  # not downloaded again

@@ -177,11 +177,17 @@ def test_files_without_questions_are_refused(lines, line):
     babi.parse_babi(lines, path)
 
 
-def test_only_newlines_split_lines():
+def test_only_newlines_split_lines(tmp_path):
   """Form feeds, NEL, U+2028 are text (str.splitlines would split there and shift every
   later line number in the errors)."""
   data = "1 Mary\x0cwent\x85home\u2028now.\n2 Where is Mary?\thome\t1\n".encode()
   assert len(parse.split_lines(data)) == 2
+  (tmp_path / "en").mkdir()
+  (tmp_path / "en" / "qa1.txt").write_bytes(data)
+  assert parse.BabiSource(tmp_path).read(["en/qa1.txt"])["en/qa1.txt"] == [
+    "1 Mary\x0cwent\x85home\u2028now.",
+    "2 Where is Mary?\thome\t1",
+  ]
   with pytest.raises(parse.BabiFormatError, match="^f.txt:3: expected 'id text'"):
     parse.parse_raw(parse.split_lines(data + b"oops\n"), "f.txt")
   (example,) = parse.parse_raw(parse.split_lines(data), "f.txt")
