@@ -2,10 +2,11 @@
 
 What a checkpoint guarantees:
 
-* **Atomic saves.** Orbax writes a step into ``<step>.orbax-checkpoint-tmp-<time>/``, adds
-  ``commit_success.txt`` and renames the directory to ``<step>/`` when complete, so a run
-  killed mid-save keeps its previous checkpoints; the temporary directory it leaves is
-  ignored and removed when the next :class:`Checkpointer` opens the directory.
+* **Atomic saves.** Orbax writes a step into ``<step>.orbax-checkpoint-tmp/``, adds
+  ``commit_success.txt`` and renames the directory to ``<step>/`` when complete (old steps
+  are deleted only after that), so a run killed mid-save keeps its previous checkpoints;
+  the temporary directory it leaves is never listed as a step, and is removed when the
+  next :class:`Checkpointer` opens the directory (or when that step is saved again).
 * **Verified restores.** Beside the state and its JSON metadata each step holds a SHA-256
   of every array leaf (item ``checksums``). :meth:`Checkpointer.restore_latest` checks the
   commit marker, restores, compares the checksums, and when a step is unusable (missing

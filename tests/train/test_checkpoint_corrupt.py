@@ -10,10 +10,10 @@ directory. Orbax alone restores a bit flip in array data silently (its data file
 checksum): memjax's per-leaf SHA-256 catches it.
 """
 
+import hashlib
 import json
 import logging
 import os
-import pathlib
 import pickle
 import shutil
 
@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 from memjax import train
-from memjax.train.checkpoint import CheckpointError, Checkpointer, checksums
+from memjax.train.checkpoint import Checkpointer, CheckpointError, checksums
 
 SHAPE = (64, 48)  # large enough (12 KiB) that TensorStore stores it out of line
 
@@ -117,19 +118,24 @@ def test_orbax_alone_restores_a_bit_flip_silently_the_checksum_catches_it(tmp_pa
   directory = tmp_path / "ckpt"
   _save_steps(directory, steps=(1,))
   _flip_byte(_data_file(directory / "1"))
-  import orbax.checkpoint as ocp  # noqa: PLC0415
-
   with ocp.StandardCheckpointer() as raw:
     flipped = raw.restore(directory / "1" / "state", _target())
-  assert not np.array_equal(np.asarray(flipped["params"]["w"]), np.asarray(_state(1)["params"]["w"]))
-  with Checkpointer(directory) as ckpt, pytest.raises(CheckpointError, match=r"\['params'\]\['w'\]"):
+  assert not np.array_equal(
+    np.asarray(flipped["params"]["w"]), np.asarray(_state(1)["params"]["w"])
+  )
+  with (
+    Checkpointer(directory) as ckpt,
+    pytest.raises(CheckpointError, match=r"\['params'\]\['w'\]"),
+  ):
     ckpt.restore_latest(_target())
 
 
 def test_a_temporary_directory_of_a_killed_save_is_ignored_and_removed(tmp_path):
   directory = tmp_path / "ckpt"
   _save_steps(directory, steps=(1, 2))
-  # What a save killed before its rename leaves: a complete-looking copy under a tmp name.
+  # What a save killed before its rename leaves: a complete-looking copy under a tmp name
+  # (older Orbax versions added a timestamp; Orbax 0.12 reuses "3.orbax-checkpoint-tmp"
+  # when step 3 is saved again, but a step the resumed run does not save stays behind).
   tmp = directory / "3.orbax-checkpoint-tmp-1234567890"
   shutil.copytree(directory / "2", tmp)
   (tmp / "commit_success.txt").unlink()
@@ -169,8 +175,6 @@ def test_checksums_name_every_leaf_and_follow_the_bytes():
   assert sorted(sums) == ["['params']['b']", "['params']['w']", "['step']"]
   assert sums["['params']['w']"]["shape"] == list(SHAPE)
   assert sums["['step']"]["dtype"] == "int32"
-  import hashlib  # noqa: PLC0415
-
   want = hashlib.sha256(np.asarray(state["params"]["b"]).tobytes()).hexdigest()
   assert sums["['params']['b']"]["sha256"] == want
   changed = dict(state, step=jnp.asarray(2, jnp.int32))

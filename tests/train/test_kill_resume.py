@@ -162,7 +162,9 @@ def test_resumed_history_and_results_equal_uninterrupted(chain, straight):
     assert [r["round"] for r in want] == [1, 2, 3, 4, 5]
     assert [r["linear"] for r in want] == [1.0, 1.0, 0.0, 0.0, 0.0]
     assert got == want
-    result = [json.loads((d / "runs" / unit / "result.json").read_text()) for d in (straight, workdir)]
+    result = [
+      json.loads((d / "runs" / unit / "result.json").read_text()) for d in (straight, workdir)
+    ]
     assert _drop_timing(result[1]) == _drop_timing(result[0])
   a, b = (json.loads((d / "results.json").read_text()) for d in (straight, workdir))
   assert _drop_timing(b["metrics"]) == _drop_timing(a["metrics"])
