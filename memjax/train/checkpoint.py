@@ -72,7 +72,8 @@ def _host_value(x: Any) -> np.ndarray | None:
 
 
 def _digest(value: np.ndarray) -> str:
-  return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+  """SHA-256 of the array's bytes (C order), without copying them."""
+  return hashlib.sha256(np.ascontiguousarray(value).reshape(-1).view(np.uint8)).hexdigest()
 
 
 def checksums(tree: Any) -> dict[str, dict[str, Any]]:
