@@ -262,7 +262,9 @@ def _null_zero(table: jax.Array) -> jax.Array:
 def _soft_read(u, m, c, mask, num_empty):
   """Softmax read; ``num_empty`` (or None) zero-embedded empty slots join the softmax."""
   if num_empty is None:
-    return attention_read(u, m, c, mask=mask, similarity="dot")
+    # An out-of-vocabulary word must show as NaN (see _embed), not be dropped as a
+    # corrupted slot, so non-finite memory rows propagate.
+    return attention_read(u, m, c, mask=mask, similarity="dot", nonfinite_keys="propagate")
   scores = jnp.where(mask, dot(u, m), -jnp.inf)
   # Each empty slot scores u . 0 = 0 and reads 0: a logit log(num_empty) stands for them all.
   empty = jnp.where(num_empty > 0, jnp.log(jnp.maximum(num_empty, 1).astype(u.dtype)), -jnp.inf)
@@ -399,6 +401,11 @@ class MemN2N(nn.Module):
       raise ValueError(f"num_hops={self.num_hops} must be >= 1")
     if self.encoding not in ("bow", "pe"):
       raise ValueError(f"encoding={self.encoding!r} must be 'bow' or 'pe'")
+    if self.pe_length < 0:
+      raise ValueError(
+        f"pe_length={self.pe_length} must be >= 0 (0: the paper's position encoding, J > 0: "
+        "the reference code's with a fixed sentence length J)"
+      )
     if ages is None:
       ages = sentence_ages(story)
     elif ages.shape != story.shape[:2]:

@@ -7,6 +7,8 @@ import numpy as np
 import optax
 import pytest
 
+from experiments.babi import train as babi_train
+from experiments.babi.configs import default as babi_default
 from memjax.data.babi import synthetic
 from memjax.models import memn2n
 from memjax.models.memn2n import MemN2N
@@ -29,10 +31,19 @@ def _init(model, *args):
   return jax.jit(model.init)(jax.random.key(0), *args)
 
 
+def _random_params(model, story, query, scale=0.3, seed=0, dtype=np.float32):
+  """N(0, scale) parameters of ``model``'s shapes (no init compiled): peaked attention."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0), story, query)
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, scale, s.shape).astype(dtype)), shapes)
+
+
 # ---------------------------------------------------------------- independent numpy reference
 
 
-def _np_pe(tokens, d):
+def _np_pe(tokens, d, pe_length=0):
+  """l_kj of each word: the paper's (J = the sentence's words) or, with ``pe_length`` J > 0,
+  the reference Matlab code's ``1 + 4 (k - (d+1)/2) (j - (J+1)/2) / (d J)``."""
   out = np.zeros(tokens.shape + (d,))
   for idx in np.ndindex(tokens.shape[:-1]):
     length = max(int(np.sum(tokens[idx] != 0)), 1)
@@ -41,14 +52,33 @@ def _np_pe(tokens, d):
         continue
       for k in range(d):
         jj, kk = j + 1, k + 1
-        out[idx + (j, k)] = (1 - jj / length) - (kk / d) * (1 - 2 * jj / length)
+        if pe_length > 0:
+          big_j = pe_length
+          out[idx + (j, k)] = 1 + 4 * (kk - (d + 1) / 2) * (jj - (big_j + 1) / 2) / (d * big_j)
+        else:
+          out[idx + (j, k)] = (1 - jj / length) - (kk / d) * (1 - 2 * jj / length)
   return out
 
 
 def _np_forward(
-  params, story, query, *, hops, encoding, temporal, tying, linear, relu=False, empty=False
+  params,
+  story,
+  query,
+  *,
+  hops,
+  encoding,
+  temporal,
+  tying,
+  linear,
+  relu=False,
+  empty=False,
+  pe_length=0,
+  num_slots=None,
 ):
-  """Loop-by-loop MemN2N forward in numpy, straight from the paper's equations."""
+  """Loop-by-loop MemN2N forward in numpy, straight from the paper's equations.
+
+  ``empty``: the other ``num_slots - n`` memory slots (default: the story's rows) are empty.
+  """
   p = {k: np.array(v, np.float64) for k, v in params["params"].items()}
   for k in p:
     if k.startswith("embed"):
@@ -67,7 +97,7 @@ def _np_forward(
     b, w, h = p["embed_B"], p["answer_W"], p["H"]
 
   def embed(table, tokens):
-    lw = _np_pe(tokens, d) if encoding == "pe" else (tokens != 0)[..., None] * np.ones(d)
+    lw = _np_pe(tokens, d, pe_length) if encoding == "pe" else (tokens != 0)[..., None] * np.ones(d)
     return np.sum(table[tokens] * lw, axis=-2)
 
   logits, attention = [], []
@@ -86,7 +116,7 @@ def _np_forward(
       if linear:
         prob = scores
       elif empty:  # the other memory slots are empty: zero vectors, score 0, read 0
-        zeros = np.zeros(story.shape[1] - n)
+        zeros = np.zeros((num_slots or story.shape[1]) - n)
         allp = np.exp(np.concatenate([scores, zeros]) - max(scores.max(), 0))
         prob = (allp / allp.sum())[:n]
       else:
@@ -102,17 +132,20 @@ def _np_forward(
 
 
 @pytest.mark.parametrize(
-  "hops,encoding,temporal,tying,linear,relu",
+  "hops,encoding,temporal,tying,linear,relu,pe_length",
   [
-    (1, "bow", False, "adjacent", False, False),
-    (2, "pe", True, "adjacent", False, False),
-    (3, "pe", True, "adjacent", True, False),
-    (3, "pe", True, "layerwise", False, False),
-    (2, "bow", True, "layerwise", True, False),
-    (3, "pe", True, "adjacent", False, True),
+    (1, "bow", False, "adjacent", False, False, 0),
+    (2, "pe", True, "adjacent", False, False, 0),
+    (3, "pe", True, "adjacent", True, False, 0),
+    (3, "pe", True, "layerwise", False, False, 0),
+    (2, "bow", True, "layerwise", True, False, 0),
+    (3, "pe", True, "adjacent", False, True, 0),
+    # The reference code's PE (J = the longest sentence: here the 4 word slots, or longer).
+    (3, "pe", True, "adjacent", False, False, 4),
+    (2, "pe", True, "layerwise", True, False, 7),
   ],
 )
-def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
+def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu, pe_length):
   story, query = _toy_batch()
   model = MemN2N(
     vocab_size=12,
@@ -123,6 +156,7 @@ def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
     temporal=temporal,
     tying=tying,
     relu=relu,
+    pe_length=pe_length,
   )
   params = model.init(jax.random.key(1), story, query)
   logits, attention = model.apply(params, story, query, linear=linear)
@@ -136,8 +170,35 @@ def test_matches_numpy_reference(hops, encoding, temporal, tying, linear, relu):
     tying=tying,
     linear=linear,
     relu=relu,
+    pe_length=pe_length,
   )
   np.testing.assert_allclose(attention, ref_attention, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_default_babi_model_matches_numpy_reference():
+  """The README's bAbI model (configs/default.py): PE with the reference code's J from
+  ``pe_length=-1`` (the data's longest sentence), 3 hops, TE, empty attention over 50 slots."""
+  config = babi_default.get_config()
+  story, query = _toy_batch(seed=2)
+  model = babi_train.make_model(config, vocab_size=12, sentence_size=story.shape[-1])
+  assert model.pe_length == story.shape[-1] and model.empty_attention
+  params = _random_params(model, story, query)  # peaked attention: the J matters
+  logits, attention = jax.jit(model.apply)(params, story, query)
+  ref_logits, ref_attention = _np_forward(
+    params,
+    story,
+    query,
+    hops=3,
+    encoding="pe",
+    temporal=True,
+    tying="adjacent",
+    linear=False,
+    empty=True,
+    pe_length=story.shape[-1],
+    num_slots=config.data.memory_size,
+  )
+  np.testing.assert_allclose(attention, ref_attention, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
 
 
@@ -187,10 +248,18 @@ def test_reference_position_encoding_known_answer():
   # J = 4, d = 2: l_kj = 1 + 4 (k - 1.5)(j - 2.5) / 8; k=1, j=1 -> 1 + 4(-0.5)(-1.5)/8 = 1.375.
   pe = memn2n.reference_position_encoding(jnp.array([[3, 4, 0]]), 2, 4)
   np.testing.assert_allclose(pe[0], [[1.375, 0.625], [1.125, 0.875], [0.0, 0.0]], atol=1e-6)
+  tokens = np.array([[3, 4, 0, 0, 0], [1, 2, 3, 4, 5]])
+  np.testing.assert_allclose(
+    memn2n.reference_position_encoding(jnp.asarray(tokens), 6, 7), _np_pe(tokens, 6, 7), atol=1e-6
+  )
+
+
+def test_negative_pe_length_is_refused():
+  # -1 is a config value (experiments.babi resolves it to the longest sentence), not a J.
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, pe_length=4)
-  logits, _ = jax.jit(model.apply)(_init(model, story, query), story, query)
-  assert np.all(np.isfinite(logits))
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, pe_length=-1)
+  with pytest.raises(ValueError, match="pe_length=-1 must be >= 0"):
+    model.init(jax.random.key(0), story, query)
 
 
 def test_sentence_ages_newest_is_zero():
@@ -270,6 +339,32 @@ def test_linear_start_switch():
   expect = np.exp(scores - scores.max(-1, keepdims=True))
   expect /= expect.sum(-1, keepdims=True)
   np.testing.assert_allclose(soft_att[:, 0], expect, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("empty_attention", [False, True])
+def test_traced_linear_start_matches_the_python_bool(empty_attention):
+  """The training loop passes LS as a traced bool (one program for both phases)."""
+  story, query = _toy_batch(seed=6)
+  model = MemN2N(
+    vocab_size=12, embedding_size=6, num_slots=5, num_hops=2, empty_attention=empty_attention
+  )
+  params = _random_params(model, story, query, seed=1)
+
+  def loss(p, linear):
+    logits, attention = model.apply(p, story, query, linear=linear)
+    return jnp.sum(jax.nn.log_softmax(logits)[:, 3]), (logits, attention)
+
+  traced = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  static = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+  for linear in (False, True):
+    (_, out), grads = traced(params, jnp.asarray(linear))
+    (_, want), want_grads = static(params, linear)
+    chex.assert_trees_all_close(out, want, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(grads, want_grads, rtol=1e-5, atol=1e-6)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert traced._cache_size() == 1  # one compiled program served both phases
+  with pytest.raises(ValueError, match=r"linear must be a bool scalar, got shape \(3,\)"):
+    jax.eval_shape(lambda p: model.apply(p, story, query, linear=jnp.zeros(3, bool)), params)
 
 
 def test_tying_parameters():
@@ -399,19 +494,28 @@ class JitTest(chex.TestCase):
     chex.assert_trees_all_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_gradients_finite_and_checked():
+@pytest.mark.parametrize(
+  "kwargs, linear",
+  [
+    ({"empty_attention": True, "pe_length": 4}, False),  # the default bAbI model's options
+    ({"tying": "layerwise"}, True),  # LW, in the linear-start phase
+  ],
+)
+def test_gradients_checked_in_float64(kwargs, linear):
   story, query = _toy_batch()
-  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=2)
-  params = model.init(jax.random.key(0), story, query)
+  model = MemN2N(vocab_size=12, embedding_size=6, num_slots=5, num_hops=2, **kwargs)
 
   def loss(p):
-    logits, _ = model.apply(p, story, query)
+    logits, _ = model.apply(p, story, query, linear=linear)
     return jnp.sum(jax.nn.log_softmax(logits)[:, 3])
 
-  grads = jax.grad(loss)(params)
-  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-  small = jax.tree.map(lambda x: x.astype(jnp.float64) if jax.config.x64_enabled else x, params)
-  jax.test_util.check_grads(loss, (small,), order=1, modes=["rev"], atol=5e-2, rtol=5e-2)
+  with jax.enable_x64(True):  # the model computes in its parameters' dtype
+    params64 = _random_params(model, story, query, dtype=np.float64)
+    assert jax.jit(loss)(params64).dtype == jnp.float64
+    # Central differences with eps 1e-5: truncation ~1e-10, rounding ~1e-11.
+    jax.test_util.check_grads(
+      jax.jit(loss), (params64,), order=1, modes=["rev"], eps=1e-5, atol=1e-7, rtol=1e-7
+    )
 
 
 def test_learns_generated_task_1():
