@@ -54,9 +54,9 @@ def init_state(
   Returns:
     :class:`AttentionState` with ``keys [N, K]``, ``values [N, V]``.
   """
-  for name, size in (("num_slots", num_slots), ("key_size", key_size), ("value_size", value_size)):
-    if not isinstance(size, int) or size < 1:
-      raise ValueError(f"{name} must be a positive int, got {size!r}")
+  num_slots = _checks.check_size("num_slots", num_slots)
+  key_size = _checks.check_size("key_size", key_size)
+  value_size = _checks.check_size("value_size", value_size)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return AttentionState(
@@ -89,6 +89,7 @@ def write(state: AttentionState, key: jax.Array, value: jax.Array) -> AttentionS
     ValueError / TypeError: wrong rank, mismatched sizes, non-floating key or value.
   """
   _check_state(state)
+  key, value = _checks.as_array("key", key), _checks.as_array("value", value)
   _checks.check_floating("key", key)
   _checks.check_floating("value", value)
   _checks.check_rank("key", key, 1, "[K] (use jax.vmap for a batch)")
@@ -114,12 +115,15 @@ def read(
 
   Args:
     state: the memory.
-    query: [..., K] floating queries (several queries may share one memory).
+    query: [..., K] floating queries (several queries may share one memory; an array or
+      array-like).
     similarity: a name from :mod:`memjax.ops.similarity` or a callable.
 
   Returns:
     ``(read [..., V], weights [..., N])``; empty slots get weight 0 and an empty memory
-    reads zeros. Differentiable in the query, keys and values.
+    reads zeros. A slot whose key holds a NaN or inf is read as an empty slot; if every
+    written slot is so corrupted the read is NaN (see
+    :func:`memjax.ops.attention_read`). Differentiable in the query, keys and values.
 
   Raises:
     ValueError / TypeError: mismatched key sizes, non-floating query.

@@ -59,9 +59,8 @@ def init_state(num_slots: int, size: int, dtype: jnp.dtype = jnp.float32) -> Gat
   Returns:
     :class:`GatedState` with ``slots [N, H]``, ``context [H]``, ``count []``.
   """
-  for name, v in (("num_slots", num_slots), ("size", size)):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-      raise ValueError(f"{name}={v!r} must be a positive Python int")
+  num_slots = _checks.check_size("num_slots", num_slots)
+  size = _checks.check_size("size", size)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return GatedState(
@@ -80,10 +79,12 @@ def _check_state(state: GatedState) -> tuple[int, int]:
   return n, h
 
 
-def _check_vector(name: str, x: jax.Array, size: int) -> None:
+def _check_vector(name: str, x: jax.Array, size: int) -> jax.Array:
+  x = _checks.as_array(name, x)
   _checks.check_floating(name, x)
   _checks.check_rank(name, x, 1, "[H]")
   _checks.check_last_dim(name, x, size, "state.slots")
+  return x
 
 
 def filled(state: GatedState) -> jax.Array:
@@ -106,7 +107,7 @@ def read(
     ``(read [H], weights [N])``; zeros when no slot is filled. Differentiable.
   """
   _, h = _check_state(state)
-  _check_vector("query", query, h)
+  query = _check_vector("query", query, h)
   return attention_read(query, state.slots, state.slots, mask=filled(state), similarity=similarity)
 
 
@@ -121,7 +122,7 @@ def write(state: GatedState, value: jax.Array) -> GatedState:
     The new state (same structure, shapes, dtypes); the context is unchanged.
   """
   n, h = _check_state(state)
-  _check_vector("value", value, h)
+  value = _check_vector("value", value, h)
   slots = state.slots.at[state.count % n].set(value.astype(state.slots.dtype))
   return GatedState(slots, state.context, state.count + 1)
 
@@ -171,7 +172,7 @@ def step(
     ``(state, context [H], weights [N])`` with the new context stored in the state.
   """
   _, h = _check_state(state)
-  _check_vector("hidden", hidden, h)
+  hidden = _check_vector("hidden", hidden, h)
   query = hidden if query is None else query
   read_value, weights = read(state, query, similarity)
   context = fuse(state.context, read_value, gate).astype(state.context.dtype)

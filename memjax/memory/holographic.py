@@ -6,6 +6,11 @@ The whole memory is one vector ``trace [D]``: ``write`` adds ``w * bind(key, val
 with D (see ``benchmarks/hrr_capacity.py``); the noise of a read grows like
 ``sqrt(count / D)``.
 
+Every pair is superposed in the one trace, so a NaN or inf in a written key, value or
+weight makes the whole trace, and every later read, non-finite (writes are not checked;
+:func:`read_cleanup` then returns codebook item 0 with a NaN score, as
+:func:`memjax.ops.argmax_read` does when every score is NaN).
+
 References:
   T. A. Plate, "Holographic reduced representations", IEEE Transactions on Neural
   Networks 6(3), 1995.
@@ -41,8 +46,7 @@ def init_state(dim: int, dtype: jnp.dtype = jnp.float32) -> HRRState:
   Returns:
     :class:`HRRState` with ``trace [D]`` zeros and ``count`` 0.
   """
-  if not isinstance(dim, int) or dim < 1:
-    raise ValueError(f"dim={dim!r} must be a positive Python int")
+  dim = _checks.check_size("dim", dim)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return HRRState(trace=jnp.zeros((dim,), dtype), count=jnp.zeros((), jnp.int32))
@@ -54,10 +58,12 @@ def _check_state(state: HRRState) -> int:
   return state.trace.shape[0]
 
 
-def _check_vector(name: str, x: jax.Array, dim: int) -> None:
+def _check_vector(name: str, x: jax.Array, dim: int) -> jax.Array:
+  x = _checks.as_array(name, x)
   _checks.check_floating(name, x)
   _checks.check_rank(name, x, 1, "[D]")
   _checks.check_last_dim(name, x, dim, "state.trace")
+  return x
 
 
 def write(
@@ -75,8 +81,8 @@ def write(
     The new state, same structure, shapes and dtypes.
   """
   dim = _check_state(state)
-  _check_vector("key", key, dim)
-  _check_vector("value", value, dim)
+  key = _check_vector("key", key, dim)
+  value = _check_vector("value", value, dim)
   _checks.check_rank("weight", weight, 0, "[] (a scalar)")
   bound = hrr.bind(key, value).astype(state.trace.dtype)
   w = jnp.asarray(weight, state.trace.dtype)
@@ -95,7 +101,7 @@ def read(state: HRRState, key: jax.Array) -> jax.Array:
     [D] noisy value (differentiable in trace and key).
   """
   dim = _check_state(state)
-  _check_vector("key", key, dim)
+  key = _check_vector("key", key, dim)
   return hrr.unbind(state.trace, key).astype(state.trace.dtype)
 
 

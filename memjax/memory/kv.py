@@ -64,17 +64,17 @@ def init_state(num_slots: int, key_size: int, value_size: int, dtype: Any = jnp.
   """An empty store.
 
   Args:
-    num_slots: N, the capacity.
-    key_size: K.
-    value_size: V.
+    num_slots: N >= 1, the capacity (any integer: Python or NumPy).
+    key_size: K >= 1.
+    value_size: V >= 1.
     dtype: floating dtype of the keys and values.
 
   Returns:
     :class:`KVState` with zero ``keys [N, K]`` and ``values [N, V]``, no valid slot.
   """
-  for name, size in (("num_slots", num_slots), ("key_size", key_size), ("value_size", value_size)):
-    if not isinstance(size, int) or size < 1:
-      raise ValueError(f"{name} must be a positive int, got {size!r}")
+  num_slots = _checks.check_size("num_slots", num_slots)
+  key_size = _checks.check_size("key_size", key_size)
+  value_size = _checks.check_size("value_size", value_size)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   never = jnp.full((num_slots,), -1, jnp.int32)
@@ -99,7 +99,11 @@ def _check_policy(policy: str) -> None:
     raise ValueError(f"policy={policy!r} is not one of {POLICIES}")
 
 
-def _check_item(state: KVState, key: jax.Array, value: jax.Array, rank: int) -> None:
+def _check_item(
+  state: KVState, key: jax.Array, value: jax.Array, rank: int
+) -> tuple[jax.Array, jax.Array]:
+  key = _checks.as_array("key" if rank == 1 else "keys", key)
+  value = _checks.as_array("value" if rank == 1 else "values", value)
   shape = "[K]" if rank == 1 else "[M, K]"
   vshape = "[V]" if rank == 1 else "[M, V]"
   _checks.check_floating("key" if rank == 1 else "keys", key)
@@ -115,6 +119,7 @@ def _check_item(state: KVState, key: jax.Array, value: jax.Array, rank: int) -> 
     state.values.shape[-1],
     f"state.values {state.values.shape}",
   )
+  return key, value
 
 
 def _first_min(x: jax.Array) -> jax.Array:
@@ -165,6 +170,7 @@ def write(
     update_threshold: if set, an item whose ``similarity`` with the most similar valid
       key is ``>= update_threshold`` overwrites that slot (key and value) in place,
       keeping its ``hits`` and ``last_read``. None (default) never updates in place.
+      A slot whose similarity is NaN (a NaN in its key) never matches.
     similarity: the similarity used for ``update_threshold`` (default cosine, in
       [-1, 1]).
 
@@ -179,12 +185,13 @@ def write(
       unknown policy.
   """
   _check_state(state)
-  _check_item(state, key, value, 1)
+  key, value = _check_item(state, key, value, 1)
   slot = eviction_slot(state, policy)
   in_place = jnp.zeros((), bool)
   if update_threshold is not None:
     scores = get_similarity(similarity)(key.astype(state.keys.dtype), state.keys)
-    scores = jnp.where(state.valid, scores, -jnp.inf)
+    # Empty slots and NaN scores (a corrupted key) never match.
+    scores = jnp.where(state.valid & ~jnp.isnan(scores), scores, -jnp.inf)
     best = jnp.argmax(scores).astype(jnp.int32)
     in_place = scores[best] >= update_threshold
     slot = jnp.where(in_place, best, slot)
@@ -228,7 +235,7 @@ def write_batch(
   """
   _check_state(state)
   _check_policy(policy)
-  _check_item(state, keys, values, 2)
+  keys, values = _check_item(state, keys, values, 2)
   m = keys.shape[0]
   if values.shape[0] != m:
     raise ValueError(
@@ -237,7 +244,9 @@ def write_batch(
     )
   if mask is None:
     mask = jnp.ones((m,), bool)
-  elif jnp.result_type(mask) != jnp.bool_ or jnp.shape(mask) != (m,):
+  else:
+    mask = _checks.as_array("mask", mask)
+  if jnp.result_type(mask) != jnp.bool_ or jnp.shape(mask) != (m,):
     raise ValueError(
       f"mask must be bool of shape ({m},), got {jnp.result_type(mask)}{jnp.shape(mask)}"
     )
@@ -258,14 +267,16 @@ def read(
 
   Args:
     state: the store.
-    query: [..., K] floating queries.
-    k: number of slots to retrieve, ``1 <= k <= N`` (a Python int).
+    query: [..., K] floating queries (an array or array-like, e.g. a list of floats).
+    k: number of slots to retrieve, ``1 <= k <= N`` (a Python int or NumPy integer).
     similarity: a name from :mod:`memjax.ops.similarity` or a callable.
 
   Returns:
     :class:`memjax.ops.Retrieval` with ``values [..., k, V]``, ``indices [..., k]``
     int32 and ``scores [..., k]``, best first (ties: lower index). When fewer than k
-    slots are valid, the extra entries are empty slots with score ``-inf``. The
+    slots are valid, the extra entries are empty slots with score ``-inf``. A slot
+    whose score is NaN (a NaN in its key) ranks like an empty slot, after every valid
+    finite score, and keeps its NaN score (see :mod:`memjax.ops.retrieval`). The
     indices are not differentiable; the values and scores are.
 
   Raises:
@@ -273,7 +284,7 @@ def read(
       non-floating queries.
   """
   _check_state(state)
-  _checks.check_k(k, state.keys.shape[0])
+  k = _checks.check_k(k, state.keys.shape[0])
   return top_k_read(query, state.keys, state.values, k, similarity, mask=state.valid)
 
 
@@ -336,7 +347,8 @@ def reset(state: KVState, slots: jax.Array | None = None) -> KVState:
 def weighted_top_k(retrieval: Retrieval) -> tuple[jax.Array, jax.Array]:
   """Softmax over the k retrieved scores, averaging the retrieved values.
 
-  Entries with score ``-inf`` (empty slots) get weight 0; no valid entry reads zeros.
+  Entries with score ``-inf`` (empty slots) or NaN (corrupted keys) get weight 0 and
+  their values are not read; no such entry left reads zeros.
 
   Args:
     retrieval: a :class:`memjax.ops.Retrieval` with ``values [..., k, V]`` and
@@ -345,9 +357,10 @@ def weighted_top_k(retrieval: Retrieval) -> tuple[jax.Array, jax.Array]:
   Returns:
     ``(read [..., V], weights [..., k])``; differentiable in the scores and values.
   """
-  found = retrieval.scores > -jnp.inf
+  found = retrieval.scores > -jnp.inf  # False for -inf and NaN
   weights = masked_softmax(jnp.where(found, retrieval.scores, 0), found)
-  read = jnp.einsum("...k,...kv->...v", weights.astype(retrieval.values.dtype), retrieval.values)
+  values = jnp.where(found[..., None], retrieval.values, 0)
+  read = jnp.einsum("...k,...kv->...v", weights.astype(values.dtype), values)
   return read, weights
 
 

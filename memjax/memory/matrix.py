@@ -55,9 +55,8 @@ def init_state(
   Returns:
     :class:`MatrixState` with ``memory [N, D]`` and ``position`` 0.
   """
-  for name, size in (("num_slots", num_slots), ("slot_size", slot_size)):
-    if not isinstance(size, int) or size < 1:
-      raise ValueError(f"{name} must be a positive int, got {size!r}")
+  num_slots = _checks.check_size("num_slots", num_slots)
+  slot_size = _checks.check_size("slot_size", slot_size)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return MatrixState(
@@ -129,12 +128,14 @@ def read_by_content(
 
   Args:
     state: the memory.
-    query: [..., D] floating queries.
+    query: [..., D] floating queries (an array or array-like).
     similarity: a name from :mod:`memjax.ops.similarity` or a callable.
     sharpness: beta >= 0, the key strength multiplying the scores (scalar or ``[...]``).
 
   Returns:
-    ``(read [..., D], weights [..., N])``. Differentiable in all float inputs.
+    ``(read [..., D], weights [..., N])``. Differentiable in all float inputs. A row
+    holding a NaN or inf is read as an empty row (weight 0, not read); if every row is
+    so corrupted the read is NaN (see :func:`memjax.ops.attention_read`).
 
   Raises:
     ValueError / TypeError: mismatched sizes, non-floating query.
@@ -169,6 +170,7 @@ def write(
     ValueError / TypeError: wrong rank, mismatched sizes, non-floating vector.
   """
   _check_state(state)
+  vector = _checks.as_array("vector", vector)
   _checks.check_floating("vector", vector)
   _checks.check_rank("vector", vector, 1, "[D] (use jax.vmap for a batch)")
   _checks.check_last_dim(

@@ -67,9 +67,8 @@ class HeadParams(NamedTuple):
   add: jax.Array | None = None  # [Hd, W] (write heads only)
 
 
-def _check_size(name: str, value: Any, minimum: int = 1) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+def _check_size(name: str, value: Any, minimum: int = 1) -> int:
+  return _checks.check_size(name, value, minimum)
 
 
 def init_state(
@@ -101,12 +100,12 @@ def init_state(
   Raises:
     ValueError / TypeError: non-positive sizes or a non-floating dtype.
   """
-  _check_size("num_slots", num_slots)
-  _check_size("slot_size", slot_size)
-  _check_size("num_read_heads", num_read_heads, 0)
-  _check_size("num_write_heads", num_write_heads, 0)
+  num_slots = _check_size("num_slots", num_slots)
+  slot_size = _check_size("slot_size", slot_size)
+  num_read_heads = _check_size("num_read_heads", num_read_heads, 0)
+  num_write_heads = _check_size("num_write_heads", num_write_heads, 0)
   if controller_size is not None:
-    _check_size("controller_size", controller_size)
+    controller_size = _check_size("controller_size", controller_size)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   focus = jax.nn.one_hot(0, num_slots, dtype=dtype)

@@ -155,9 +155,9 @@ def init_state(
   Returns:
     :class:`CacheState` of zeros with ``count`` 0.
   """
-  for name, x in (("window", window), ("num_heads", num_heads), ("head_dim", head_dim)):
-    if not isinstance(x, int) or isinstance(x, bool) or x < 1:
-      raise ValueError(f"{name}={x!r} must be a positive Python int")
+  window = _checks.check_size("window", window)
+  num_heads = _checks.check_size("num_heads", num_heads)
+  head_dim = _checks.check_size("head_dim", head_dim)
   zeros = jnp.zeros((window, num_heads, head_dim), dtype)
   return CacheState(zeros, zeros, jnp.zeros((), jnp.int32))
 
@@ -234,8 +234,7 @@ def _params(
   qkv = qkv_features or features
   if qkv % num_heads:
     raise ValueError(f"qkv_features={qkv} must be divisible by num_heads={num_heads}")
-  if not isinstance(num_persistent, int) or num_persistent < 1:
-    raise ValueError(f"num_persistent={num_persistent!r} must be a positive int")
+  num_persistent = _checks.check_size("num_persistent", num_persistent)
   dh = qkv // num_heads
   dense = lambda name: nn.DenseGeneral((num_heads, dh), dtype=dtype, name=name)
   q, k, v = dense("query")(x), dense("key")(x), dense("value")(x)

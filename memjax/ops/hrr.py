@@ -36,6 +36,7 @@ from memjax.ops.similarity import SimilarityFn
 
 def _pair(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Checks two ``[..., D]`` float arrays and broadcasts their batch axes."""
+  a, b = _checks.as_array(name_a, a), _checks.as_array(name_b, b)
   _checks.check_floating(name_a, a)
   _checks.check_floating(name_b, b)
   _checks.check_min_rank(name_a, a, 1, "[..., D]")
@@ -129,10 +130,8 @@ def random_vectors(key: jax.Array, num: int, dim: int, dtype: jnp.dtype = jnp.fl
   Returns:
     [num, dim] vectors of expected squared norm 1.
   """
-  if not isinstance(dim, int) or dim < 1:
-    raise ValueError(f"dim={dim!r} must be a positive Python int")
-  if not isinstance(num, int) or num < 0:
-    raise ValueError(f"num={num!r} must be a non-negative Python int")
+  dim = _checks.check_size("dim", dim)
+  num = _checks.check_size("num", num, 0)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be floating, got {dtype}")
   return (jax.random.normal(key, (num, dim), jnp.float32) / jnp.sqrt(dim)).astype(dtype)

@@ -6,6 +6,19 @@ indices ``[..., k]`` sorted by decreasing score.
 Ties: exact top-k returns the lower slot index first among equal scores, the same
 order as ``numpy.argsort(-scores, kind='stable')``.
 
+NaN scores (a NaN in a key or the query) rank as ``-inf``: after every other score,
+tied with masked slots (lower slot index first), so one corrupted slot never wins a
+query. The returned score of such a slot stays NaN, so the corruption stays visible.
+The order is that of ``numpy.argsort(-where(isnan(s), -inf, s), kind='stable')``. When
+every slot of a query scores NaN (a NaN query), the read returns slots ``0..k-1`` with
+NaN scores; :func:`argmax_read` returns slot 0 with a NaN score. ``+inf`` is a score
+like any other (it ranks first).
+
+Arguments that fix shapes (``k``, block sizes) take any integer (a Python int or a NumPy
+integer such as ``np.int64(4)``); queries, keys, values and masks may be any array-like
+(Python lists are converted with ``jnp.asarray``; a list of ints gives an integer array,
+which is refused: queries and keys must be floating).
+
 Hard indices are not differentiable; gradients flow to the returned ``scores`` and
 ``values`` (through the gather), not through the choice of slots.
 """
@@ -18,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from memjax.ops import _checks
+from memjax.ops.similarity import _REGISTRY as _SIMILARITIES
 from memjax.ops.similarity import SimilarityFn, get_similarity
 
 
@@ -35,6 +49,17 @@ def _masked(scores: jax.Array, mask: jax.Array | None) -> jax.Array:
   return jnp.where(jnp.broadcast_to(mask, scores.shape), scores, -jnp.inf)
 
 
+def _rank_key(scores: jax.Array) -> jax.Array:
+  """The scores with NaN as ``-inf``: what the top-k ranks by (see the module docstring)."""
+  return jnp.where(jnp.isnan(scores), jnp.asarray(-jnp.inf, scores.dtype), scores)
+
+
+def _top_k_nan_last(scores: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """``lax.top_k`` ranking NaN as ``-inf``; the returned scores keep their NaN."""
+  _, indices = jax.lax.top_k(_rank_key(scores), k)
+  return jnp.take_along_axis(scores, indices, axis=-1), indices
+
+
 def top_k_scores(
   scores: jax.Array, k: int, mask: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -47,12 +72,14 @@ def top_k_scores(
 
   Returns:
     ``(top_scores [..., k], indices [..., k] int32)``, best first. Masked slots
-    appear only when fewer than k slots are valid, with score -inf.
+    appear only when fewer than k slots are valid, with score -inf. NaN scores rank
+    as -inf (tied with masked slots) and are returned as NaN.
   """
+  scores = _checks.as_array("scores", scores)
   _checks.check_floating("scores", scores)
   _checks.check_min_rank("scores", scores, 1, "[..., N]")
-  _checks.check_k(k, scores.shape[-1])
-  _checks.check_mask(mask, scores.shape[-1])
+  k = _checks.check_k(k, scores.shape[-1])
+  mask = _checks.check_mask(mask, scores.shape[-1])
   scores = _masked(scores, mask)
   flat = scores.reshape(-1, scores.shape[-1])
   if flat.shape[0] == 0:
@@ -82,30 +109,49 @@ def _two_stage_ok(n: int, k: int, chunk: int) -> bool:
   return chunk > 1 and n >= chunk and n // chunk >= _MIN_TWO_STAGE * k
 
 
-def _exact_top_k(scores: jax.Array, k: int, chunk: int = _CHUNK) -> tuple[jax.Array, jax.Array]:
-  """Exact top-k of ``scores [Q, n]`` along the last axis; ties: lower index first."""
+def _exact_top_k(
+  scores: jax.Array, k: int, chunk: int = _CHUNK, nan_free: jax.Array | bool = False
+) -> tuple[jax.Array, jax.Array]:
+  """Exact top-k of ``scores [Q, n]`` along the last axis; ties: lower index first.
+
+  NaN ranks as -inf and is returned as NaN. ``nan_free`` (a bool, or a traced bool) says
+  the caller knows no score is NaN: the chunk maxima are then taken from the raw scores.
+  XLA's CPU max-reduction does not reliably propagate NaN (a chunk holding a NaN can
+  report the max of only part of its slots), so otherwise they are taken from the scores
+  with NaN as -inf, which costs one more pass over the scores.
+  """
   q, n = scores.shape
   if not _two_stage_ok(n, k, chunk):
-    values, indices = jax.lax.top_k(scores, k)
+    values, indices = _top_k_nan_last(scores, k)
     return values, indices.astype(jnp.int32)
   n_main = (n // chunk) * chunk
   main = scores[:, :n_main].reshape(q, n_main // chunk, chunk)
-  _, chunk_ids = jax.lax.top_k(jnp.max(main, axis=-1), k)
+  if nan_free is True:
+    chunk_max = jnp.max(main, axis=-1)
+  elif nan_free is False:
+    chunk_max = jnp.max(_rank_key(main), axis=-1)
+  else:
+    chunk_max = jax.lax.cond(
+      nan_free,
+      lambda: jnp.max(main, axis=-1),
+      lambda: jnp.max(_rank_key(main), axis=-1),  # each chunk's best non-NaN score
+    )
+  _, chunk_ids = jax.lax.top_k(chunk_max, k)
   chunk_ids = jnp.sort(chunk_ids, axis=-1)  # slot order, for ties
   cand = jnp.take_along_axis(main, chunk_ids[:, :, None], axis=1).reshape(q, k * chunk)
-  values, pos = jax.lax.top_k(cand, k)
+  values, pos = _top_k_nan_last(cand, k)
   indices = jnp.take_along_axis(chunk_ids, pos // chunk, axis=-1) * chunk + pos % chunk
   indices = indices.astype(jnp.int32)
   if n_main == n:
     return values, indices
   rest_k = min(k, n - n_main)
-  rest_v, rest_i = jax.lax.top_k(scores[:, n_main:], rest_k)
+  rest_v, rest_i = _top_k_nan_last(scores[:, n_main:], rest_k)
   return _merge_sorted(values, indices, rest_v, rest_i.astype(jnp.int32) + n_main, k)
 
 
 def _merge_sorted(s1, i1, s2, i2, k):
   """Top-k of two candidate lists; on ties the first list (lower slots) wins."""
-  s, pos = jax.lax.top_k(jnp.concatenate([s1, s2], axis=-1), k)
+  s, pos = _top_k_nan_last(jnp.concatenate([s1, s2], axis=-1), k)
   return s, jnp.take_along_axis(jnp.concatenate([i1, i2], axis=-1), pos, axis=-1)
 
 
@@ -139,8 +185,35 @@ def _leading_axis_sharded(x: jax.Array) -> bool:
   return len(spec) > 0 and spec[0] is not None
 
 
-def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
-  """Top-k of ``score(q, keys)`` for ``q [Q, K]``, ``keys [N, K]``, streamed in blocks."""
+def _block_norms(x: jax.Array, num_blocks: int) -> jax.Array:
+  """``[num_blocks]`` Frobenius norms of the row blocks of ``x [num_blocks * B, K]``.
+
+  One sum-reduction (sums propagate NaN and inf, unlike XLA's CPU max): the norm is finite
+  exactly when the block is finite and its squares do not overflow, and it bounds every
+  entry's magnitude.
+  """
+  x = x.reshape(num_blocks, -1, x.shape[-1]).astype(jnp.float32)
+  return jnp.sqrt(jnp.sum(x * x, axis=(1, 2)))
+
+
+def _nan_free(norm_q, norm_k, feature_size, acc) -> jax.Array:
+  """True when no built-in similarity can give NaN for these query and key blocks.
+
+  Finite inputs give a NaN score only through an overflow (``inf - inf``); with entries
+  bounded by ``a_q`` and ``a_k`` (here the blocks' norms),
+  ``|2 q.k - |q|^2 - |k|^2| <= K (a_q + a_k)^2``, which bounds every partial sum of dot,
+  scaled_dot, cosine and neg_sq_l2. A NaN or inf norm fails the test.
+  """
+  bound = jnp.float32(jnp.finfo(acc).max) / 4
+  return jnp.float32(feature_size) * (norm_q + norm_k) ** 2 < bound
+
+
+def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk, builtin=True):
+  """Top-k of ``score(q, keys)`` for ``q [Q, K]``, ``keys [N, K]``, streamed in blocks.
+
+  ``builtin``: the similarity is one of memjax's, so a block whose inputs are finite and
+  small enough (:func:`_nan_free`) skips the NaN handling's extra pass.
+  """
   nq, n = q.shape[0], keys.shape[0]
   key_block = min(key_block, n)
   query_block = min(query_block, nq)
@@ -151,12 +224,16 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
   num_kb = n // key_block
   num_qb = -(-nq // query_block)
   q_pad = jnp.pad(q, ((0, num_qb * query_block - nq), (0, 0)))
+  acc = jnp.promote_types(jnp.result_type(q, keys), jnp.float32)
+  if builtin:
+    q_norms = _block_norms(q_pad, num_qb)
+    k_norms = _block_norms(keys[: num_kb * key_block], num_kb)
 
-  def block_top_k(qb, kb, vb, offset):
+  def block_top_k(qb, kb, vb, offset, nan_free):
     s = score(qb, kb)
     if vb is not None:
       s = jnp.where(vb[None, :], s, -jnp.inf)
-    v, i = _exact_top_k(s, min(k, kb.shape[0]), chunk)
+    v, i = _exact_top_k(s, min(k, kb.shape[0]), chunk, nan_free)
     return v, i + offset
 
   def step(t):
@@ -165,7 +242,10 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
     kb = jax.lax.dynamic_slice_in_dim(keys, b * key_block, key_block)
     vb = None if valid is None else jax.lax.dynamic_slice_in_dim(valid, b * key_block, key_block)
     qb = jax.lax.dynamic_slice_in_dim(q_pad, j * query_block, query_block)
-    return block_top_k(qb, kb, vb, b * key_block)
+    nan_free = False
+    if builtin:
+      nan_free = _nan_free(q_norms[j], k_norms[b], q.shape[-1], acc)
+    return block_top_k(qb, kb, vb, b * key_block, nan_free)
 
   v, i = jax.lax.map(step, jnp.arange(num_kb * num_qb, dtype=jnp.int32))
   # [num_kb * num_qb, Qb, kb_k] -> [Q, num_kb * kb_k], key blocks in slot order.
@@ -177,11 +257,11 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk):
   if rest:
     start = num_kb * key_block
     vr = None if valid is None else valid[start:]
-    rv, ri = block_top_k(q, keys[start:], vr, start)
+    rv, ri = block_top_k(q, keys[start:], vr, start, False)
     v, i = jnp.concatenate([v, rv], axis=-1), jnp.concatenate([i, ri], axis=-1)
   if num_kb == 1 and not rest:
     return v, i.astype(jnp.int32)
-  v, pos = jax.lax.top_k(v, k)
+  v, pos = _top_k_nan_last(v, k)
   return v, jnp.take_along_axis(i, pos, axis=-1).astype(jnp.int32)
 
 
@@ -208,12 +288,13 @@ def top_k_search(
   over the rounded keys. Returned scores have ``result_type(query, keys)``.
 
   Ties: among equal scores the lower slot index comes first, as in
-  ``numpy.argsort(-scores, kind='stable')[..., :k]``.
+  ``numpy.argsort(-scores, kind='stable')[..., :k]``. NaN scores rank as -inf (tied
+  with masked slots) and are returned as NaN (see the module docstring).
 
   Args:
-    query: [..., K] floating queries.
+    query: [..., K] floating queries (an array or array-like).
     keys: [N, K] keys (any float dtype).
-    k: number of results, ``1 <= k <= N`` (a Python int).
+    k: number of results, ``1 <= k <= N`` (a Python int or a NumPy integer).
     similarity: a name from :mod:`memjax.ops.similarity` or a callable
       ``(query [Q, K], keys [B, K]) -> [Q, B]`` that scores each key on its own.
     mask: optional [N] bool validity of the slots; invalid slots score -inf and appear
@@ -231,31 +312,61 @@ def top_k_search(
       non-floating queries or keys, a bad mask, non-positive block sizes.
   """
   sim = get_similarity(similarity)
-  _checks.check_query_keys(query, keys)
+  query, keys = _checks.check_query_keys(query, keys)
   n = keys.shape[0]
-  _checks.check_k(k, n)
+  k = _checks.check_k(k, n)
   if mask is not None:
-    _checks.check_mask(mask, n)
+    mask = _checks.check_mask(mask, n)
     _checks.check_rank("mask", mask, 1, "[N]")
   block_size = _KEY_BLOCK if block_size is None else block_size
   query_block_size = _QUERY_BLOCK if query_block_size is None else query_block_size
-  for name, value in (
-    ("block_size", block_size),
-    ("query_block_size", query_block_size),
-    ("chunk_size", chunk_size),
-  ):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise ValueError(f"{name} must be a positive int, got {value!r}")
+  block_size = _checks.check_size("block_size", block_size)
+  query_block_size = _checks.check_size("query_block_size", query_block_size)
+  chunk_size = _checks.check_size("chunk_size", chunk_size)
   batch = query.shape[:-1]
   q = query.reshape(-1, query.shape[-1])
   out_dtype = jnp.result_type(query, keys)
   if q.shape[0] == 0:
     return jnp.zeros((*batch, k), out_dtype), jnp.zeros((*batch, k), jnp.int32)
   score = _score_fn(sim, query, keys)
+  builtin = any(sim is f for f in _SIMILARITIES.values())
   scores, indices = _blocked_top_k(
-    score, q, keys, mask, k, block_size, query_block_size, chunk_size
+    score,
+    jax.lax.stop_gradient(q),
+    jax.lax.stop_gradient(keys),
+    mask,
+    k,
+    block_size,
+    query_block_size,
+    chunk_size,
+    builtin,
   )
-  return (scores.reshape(*batch, k).astype(out_dtype), indices.reshape(*batch, k))
+  scores = _with_gradient(scores.astype(out_dtype), score, q, keys, indices)
+  return scores.reshape(*batch, k), indices.reshape(*batch, k)
+
+
+def _with_gradient(scores, score, q, keys, indices):
+  """``scores [Q, k]`` unchanged, with the gradient of the chosen slots' similarities.
+
+  The search itself is not differentiated (its choice is not differentiable, and its
+  backward pass would cost two full ``[Q, N]`` matmuls); the k chosen scores are scored
+  again from the gathered keys, and only their gradient is added (``r - stop_gradient(r)``
+  is 0 in value). Only finite returned scores carry a gradient: masked (-inf) and NaN
+  slots get none, so a NaN key never turns the query's gradient into NaN.
+  """
+  if _leading_axis_sharded(indices):
+    # Queries split over an explicit mesh: the gathered keys follow the queries' sharding.
+    sharding = jax.typeof(indices).sharding
+    out = jax.sharding.NamedSharding(
+      sharding.mesh, jax.sharding.PartitionSpec(*sharding.spec, None)
+    )
+    picked = keys.at[indices].get(out_sharding=out)  # [Q, k, K]
+  else:
+    picked = jnp.take(keys, indices, axis=0)  # [Q, k, K]
+  again = jax.vmap(lambda qi, ki: score(qi[None], ki)[0])(q, picked)  # [Q, k]
+  delta = (again - jax.lax.stop_gradient(again)).astype(scores.dtype)
+  live = jnp.isfinite(scores) & jnp.isfinite(again)
+  return scores + jnp.where(live, delta, jnp.zeros((), scores.dtype))
 
 
 def approx_top_k_search(
@@ -280,17 +391,26 @@ def approx_top_k_search(
     recall_target: expected fraction of the true top-k returned, in (0, 1].
 
   Returns:
-    ``(scores [..., k], indices [..., k] int32)``, best first.
+    ``(scores [..., k], indices [..., k] int32)``, best first. NaN scores rank as
+    -inf and are returned as NaN, as in :func:`top_k_search`.
   """
   if not 0.0 < recall_target <= 1.0:
     raise ValueError(f"recall_target={recall_target} must be in (0, 1]")
   sim = get_similarity(similarity)
-  _checks.check_query_keys(query, keys)
-  _checks.check_k(k, keys.shape[0])
-  _checks.check_mask(mask, keys.shape[0])
-  scores = _masked(sim(query, keys), mask)
-  s, i = jax.lax.approx_max_k(scores, k, recall_target=recall_target)
-  return s, i.astype(jnp.int32)
+  query, keys = _checks.check_query_keys(query, keys)
+  k = _checks.check_k(k, keys.shape[0])
+  mask = _checks.check_mask(mask, keys.shape[0])
+  raw = sim(jax.lax.stop_gradient(query), jax.lax.stop_gradient(keys))
+  scores = _masked(raw, mask)
+  _, i = jax.lax.approx_max_k(_rank_key(scores), k, recall_target=recall_target)
+  i = i.astype(jnp.int32)
+  chosen = jnp.take_along_axis(scores, i, axis=-1)
+  flat_q = query.reshape(-1, query.shape[-1])
+  chosen = _with_gradient(
+    chosen.reshape(-1, k), lambda a, b: sim(a, b).astype(chosen.dtype), flat_q, keys,
+    i.reshape(-1, k),
+  )
+  return chosen.reshape(i.shape), i
 
 
 def top_k_read(
@@ -319,13 +439,16 @@ def top_k_read(
 
   Returns:
     :class:`Retrieval` with ``values [..., k, V]``, ``indices [..., k]``,
-    ``scores [..., k]``. Indices are not differentiable.
+    ``scores [..., k]``. Indices are not differentiable. NaN scores rank last (see
+    the module docstring).
 
   Example:
     >>> keys = jnp.eye(4); values = jnp.arange(4.0)[:, None]
     >>> top_k_read(jnp.array([0.0, 1.0, 0.5, 0.0]), keys, values, k=2).indices
     Array([1, 2], dtype=int32)
   """
+  query, keys = _checks.check_query_keys(query, keys)
+  values = _checks.as_array("values", values)
   _checks.check_min_rank("values", values, 1, "[N, ...]")
   if values.shape[0] != keys.shape[0]:
     raise ValueError(
@@ -357,8 +480,10 @@ def argmax_read(
 
   Returns:
     :class:`Retrieval` with ``values [..., V]``, ``indices [...]``, ``scores [...]``.
-    The index is not differentiable; ties go to the lowest index.
+    The index is not differentiable; ties go to the lowest index. A NaN score never
+    wins over another score; when every score is NaN the read is slot 0 with score NaN.
   """
+  values = _checks.as_array("values", values)
   r = top_k_read(query, keys, values, 1, similarity, mask)
   return Retrieval(
     r.values[..., 0, :] if values.ndim > 1 else r.values[..., 0],

@@ -83,7 +83,8 @@ def neg_sq_l2(query: jax.Array, keys: jax.Array) -> jax.Array:
   """Negative squared Euclidean distance ``-|q - k|^2``.
 
   Computed as ``2 q.k - |q|^2 - |k|^2`` (one matmul) and clipped at 0 from above,
-  so it never reports a positive "distance" from rounding.
+  so it never reports a positive "distance" from rounding. A NaN in the query or a key
+  gives a NaN score (never the clip's 0).
 
   Args:
     query: [..., K] floating queries.
@@ -96,7 +97,10 @@ def neg_sq_l2(query: jax.Array, keys: jax.Array) -> jax.Array:
   qk = _scores(query, keys)
   q2 = jnp.sum(query * query, axis=-1, keepdims=True)  # [..., 1]
   k2 = jnp.sum(keys * keys, axis=-1).reshape((1,) * (qk.ndim - 1) + (-1,))  # [1.., N]
-  return jnp.minimum(2 * qk - q2 - k2, 0).astype(qk.dtype)
+  d = 2 * qk - q2 - k2
+  # A select, not jnp.minimum: XLA's CPU min may drop a NaN (a NaN key would score 0,
+  # the best possible score); NaN > 0 is False, so the NaN is kept.
+  return jnp.where(d > 0, jnp.zeros((), d.dtype), d).astype(qk.dtype)
 
 
 _REGISTRY: dict[str, SimilarityFn] = {
