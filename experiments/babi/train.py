@@ -316,7 +316,7 @@ def train_unit(config, run: train.Run, directory: str, data, mesh) -> dict:
     mesh=mesh,
     desc=f"{run.name} tasks={label} restart={restart}",
     postfix=("lr", "train_loss", "val_error"),
-    max_to_keep=1,
+    max_to_keep=2,  # a damaged newest checkpoint falls back to the one before
   )
   progress = result.state.extra
   out = {"index": int(run.name.split("_")[-1]), "tasks": tasks, "restart": restart}
