@@ -3,13 +3,16 @@
   python -m experiments.algorithmic.main \
       --config=experiments/algorithmic/configs/copy_ntm.py --workdir=runs/copy_ntm
 
-Override fields on the command line, e.g. ``--config.batch_size=32``.
+Override fields on the command line, e.g. ``--config.batch_size=32``. A user error (a bad
+config value, ...) prints its message and exits with status 2; set ``MEMJAX_DEBUG=1`` for
+the traceback (see ``memjax.train.cli``).
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.algorithmic import train
+from memjax.train import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
@@ -17,9 +20,10 @@ flags.mark_flags_as_required(["workdir", "config"])
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

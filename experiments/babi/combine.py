@@ -22,7 +22,7 @@ import ml_collections
 from absl import app, flags, logging
 
 from experiments.babi import train
-from memjax.train import write_results
+from memjax.train import cli, write_results
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Finished runs (each has results.json).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the combined results.json goes.")
@@ -106,4 +106,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdirs", "workdir"])
-  app.run(main)
+  cli.run(main)

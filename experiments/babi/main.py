@@ -3,13 +3,16 @@
     python -m experiments.babi.main --config=experiments/babi/configs/default.py \
         --workdir=runs/babi_joint_1k
 
-Re-running the same command resumes a killed run.
+Re-running the same command resumes a killed run. A user error (no bAbI data under the
+data root, a bad config value, ...) prints its message and exits with status 2; set
+``MEMJAX_DEBUG=1`` for the traceback (see ``memjax.train.cli``).
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.babi import train
+from memjax.train import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and results.json go.")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A config file (configs/*.py).")
@@ -24,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

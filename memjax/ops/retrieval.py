@@ -407,7 +407,10 @@ def approx_top_k_search(
   chosen = jnp.take_along_axis(scores, i, axis=-1)
   flat_q = query.reshape(-1, query.shape[-1])
   chosen = _with_gradient(
-    chosen.reshape(-1, k), lambda a, b: sim(a, b).astype(chosen.dtype), flat_q, keys,
+    chosen.reshape(-1, k),
+    lambda a, b: sim(a, b).astype(chosen.dtype),
+    flat_q,
+    keys,
     i.reshape(-1, k),
   )
   return chosen.reshape(i.shape), i

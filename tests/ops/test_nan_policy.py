@@ -255,7 +255,9 @@ def test_memories_survive_one_corrupted_write():
     state = attention_memory.write(state, key, val)
   read, w = attention_memory.read(state, jnp.asarray([3.0, 0, 0]))
   want_read, want_w = _np_softmax_read(
-    np.array([3.0, 0, 0]), np.asarray(state.keys), np.asarray(state.values),
+    np.array([3.0, 0, 0]),
+    np.asarray(state.keys),
+    np.asarray(state.values),
     np.array([False, True, True, False]),
   )
   np.testing.assert_allclose(np.asarray(w), want_w, rtol=1e-5)
@@ -269,8 +271,9 @@ def test_memories_survive_one_corrupted_write():
   assert np.isnan(float(hit.scores[2]))
   out, weights = kv.weighted_top_k(hit)
   assert float(weights[2]) == 0 and np.isfinite(np.asarray(out)).all()
-  updated = kv.write(store, jnp.asarray([1.0, 0.01, 0]), jnp.asarray([9.0, 9.0]),
-                     update_threshold=0.9)
+  updated = kv.write(
+    store, jnp.asarray([1.0, 0.01, 0]), jnp.asarray([9.0, 9.0]), update_threshold=0.9
+  )
   np.testing.assert_array_equal(np.asarray(updated.values[1]), [9.0, 9.0])  # in place
   assert not bool(updated.valid[3])
   # kv: a NaN value in a retrieved NaN-key slot does not poison the weighted read
@@ -279,6 +282,8 @@ def test_memories_survive_one_corrupted_write():
   out, _ = kv.weighted_top_k(kv.read(store, keys[0], k=2))
   np.testing.assert_allclose(np.asarray(out), [1.0, 0.0])
   # matrix memory: a corrupted row is skipped by the content read
-  mem = matrix.MatrixState(jnp.asarray([[np.nan, 1.0], [1.0, 0], [0, 1.0]]), jnp.zeros((), jnp.int32))
+  mem = matrix.MatrixState(
+    jnp.asarray([[np.nan, 1.0], [1.0, 0], [0, 1.0]]), jnp.zeros((), jnp.int32)
+  )
   read, w = matrix.read_by_content(mem, jnp.asarray([1.0, 0]))
   assert float(w[0]) == 0 and np.isfinite(np.asarray(read)).all()
