@@ -12,18 +12,7 @@ from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from memjax.memory import attention
-
-
-def _np_scaled_dot_read(keys, values, valid, query):
-  """Independent numpy softmax read over the valid slots."""
-  if not valid.any():
-    return np.zeros(values.shape[1]), np.zeros(len(keys))
-  scores = keys @ query / math.sqrt(len(query))
-  scores = np.where(valid, scores, -np.inf)
-  w = np.exp(scores - scores[valid].max())
-  w = np.where(valid, w, 0.0)
-  w = w / w.sum()
-  return w @ values, w
+from tests import _numpy_refs as refs
 
 
 class _NumpyRing:
@@ -42,7 +31,7 @@ class _NumpyRing:
     self.count += 1
 
   def read(self, query):
-    return _np_scaled_dot_read(self.keys, self.values, self.valid, query)
+    return refs.scaled_dot_read(self.keys, self.values, self.valid, query)
 
 
 def test_known_answer_dot():
@@ -90,39 +79,6 @@ def test_matches_numpy_loop():
   np.testing.assert_array_equal(state.valid, ref.valid)
 
 
-@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-def test_batch_shapes_via_vmap(batch):
-  n, k, v = 4, 3, 2
-  rng = np.random.default_rng(1)
-  keys = jnp.asarray(rng.normal(size=batch + (k,)), jnp.float32)
-  values = jnp.asarray(rng.normal(size=batch + (v,)), jnp.float32)
-  state = jax.tree.map(
-    lambda a: jnp.broadcast_to(a, batch + a.shape), attention.init_state(n, k, v)
-  )
-  write, read = attention.write, attention.read
-  for _ in batch:
-    write, read = jax.vmap(write), jax.vmap(read)
-  state = write(state, keys, values)
-  out, w = read(state, keys)
-  assert out.shape == batch + (v,) and w.shape == batch + (n,)
-  assert state.keys.shape == batch + (n, k) and state.position.shape == batch
-  flat_k, flat_v = keys.reshape(-1, k), values.reshape(-1, v)
-  for i in range(flat_k.shape[0]):  # each batch element equals the single-example op
-    s1 = attention.write(attention.init_state(n, k, v), flat_k[i], flat_v[i])
-    o1, _ = attention.read(s1, flat_k[i])
-    np.testing.assert_allclose(out.reshape(-1, v)[i], o1, rtol=1e-6)
-
-
-def test_eval_shape_of_write_is_state():
-  state = attention.init_state(5, 3, 2, jnp.bfloat16)
-  out = jax.eval_shape(attention.write, state, jnp.ones(3), jnp.ones(2))
-  assert jax.tree.structure(out) == jax.tree.structure(state)
-  assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-    lambda a: (a.shape, a.dtype), state
-  )
-  assert out.keys.dtype == jnp.bfloat16  # float32 inputs are cast to the state's dtype
-
-
 class JitTest(parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_write_read_jit_equals_eager(self):
@@ -136,7 +92,7 @@ class JitTest(parameterized.TestCase):
     values = jnp.arange(8.0).reshape(4, 2)
     out, w = self.variant(run)(keys, values, jnp.array([0.3, -0.2]))
     # 4 writes into 3 slots: slot 0 holds write 3, slots 1 and 2 writes 1 and 2.
-    ref_out, ref_w = _np_scaled_dot_read(
+    ref_out, ref_w = refs.scaled_dot_read(
       np.asarray(keys)[[3, 1, 2]],
       np.asarray(values)[[3, 1, 2]],
       np.ones(3, bool),
@@ -180,28 +136,41 @@ def test_reset_all_and_by_mask():
   chex.assert_trees_all_equal(full, attention.init_state(3, 2, 1))
 
 
-def test_bad_inputs_name_the_argument():
-  state = attention.init_state(3, 4, 2)
-  with pytest.raises(ValueError, match="key"):
-    attention.write(state, jnp.ones(3), jnp.ones(2))
-  with pytest.raises(ValueError, match="value"):
-    attention.write(state, jnp.ones(4), jnp.ones(5))
-  with pytest.raises(ValueError, match="key must have rank 1"):
-    attention.write(state, jnp.ones((2, 4)), jnp.ones(2))
-  with pytest.raises(TypeError, match="query"):
-    attention.read(state, jnp.ones(4, jnp.int32))
-  with pytest.raises(ValueError, match="query"):
-    attention.read(state, jnp.ones(5))
-  with pytest.raises(TypeError, match="key"):
-    attention.write(state, jnp.ones(4, jnp.int32), jnp.ones(2))
-  with pytest.raises(ValueError, match="slots"):
-    attention.reset(state, jnp.ones(2, bool))
-  with pytest.raises(ValueError, match="num_slots"):
-    attention.init_state(0, 4, 2)
+_S = attention.init_state(3, 4, 2)
+
+
+@pytest.mark.parametrize(
+  "call, error, match",
+  [
+    (lambda: attention.write(_S, jnp.ones(3), jnp.ones(2)), ValueError, "key has feature size 3"),
+    (lambda: attention.write(_S, jnp.ones(4), jnp.ones(5)), ValueError, "value has feature size 5"),
+    (
+      lambda: attention.write(_S, jnp.ones((2, 4)), jnp.ones(2)),
+      ValueError,
+      "key must have rank 1",
+    ),
+    (
+      lambda: attention.write(_S, jnp.ones(4, jnp.int32), jnp.ones(2)),
+      TypeError,
+      "key must have a floating",
+    ),
+    (
+      lambda: attention.read(_S, jnp.ones(4, jnp.int32)),
+      TypeError,
+      "query must have a floating",
+    ),
+    (lambda: attention.read(_S, jnp.ones(5)), ValueError, "query has feature size 5"),
+    (lambda: attention.reset(_S, jnp.ones(2, bool)), ValueError, r"\bslots\b"),
+    (lambda: attention.init_state(0, 4, 2), ValueError, r"\bnum_slots\b"),
+  ],
+)
+def test_bad_inputs_name_the_argument(call, error, match):
+  with pytest.raises(error, match=match):
+    call()
 
 
 def _cell_numpy_loop(params, x, input_size, n):
-  """Numpy reference of AttentionMemoryCell over x [B, T, F]."""
+  """Numpy reference of AttentionMemoryCell over x [B, T, F] (no y_t: input_size=None)."""
   p = jax.tree.map(np.asarray, params)
   dense = lambda name, a: a @ p[name]["kernel"] + p[name]["bias"]
   out = np.zeros(x.shape[:2] + (p["value"]["kernel"].shape[1],))
@@ -209,17 +178,22 @@ def _cell_numpy_loop(params, x, input_size, n):
     ref = _NumpyRing(n, p["key"]["kernel"].shape[1], p["value"]["kernel"].shape[1])
     for t in range(x.shape[1]):
       xt, yt = x[b, t, :input_size], x[b, t, input_size:]
+      if input_size is None:  # the value is projected from x_t itself
+        yt = xt
       out[b, t] = ref.read(dense("query", xt))[0]
       ref.write(dense("key", xt), dense("value", yt))
   return out
 
 
-def test_cell_matches_numpy_loop_and_reads_before_write():
-  n, input_size = 3, 2
+@pytest.mark.parametrize("input_size", [2, None])
+def test_cell_matches_numpy_loop_and_reads_before_write(input_size):
+  n, features = 3, 5
   cell = attention.AttentionMemoryCell(num_slots=n, key_size=4, value_size=3, input_size=input_size)
-  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, input_size + 3)), jnp.float32)
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, features)), jnp.float32)
   rnn = nn.RNN(cell, return_carry=True)
   params = rnn.init(jax.random.key(0), x)["params"]
+  # The value projection reads y_t (features - input_size of them), or all of x_t.
+  assert params["cell"]["value"]["kernel"].shape == (features - (input_size or 0), 3)
   carry, y = rnn.apply({"params": params}, x)
   np.testing.assert_allclose(
     y, _cell_numpy_loop(params["cell"], np.asarray(x), input_size, n), rtol=1e-4, atol=1e-5
@@ -227,24 +201,3 @@ def test_cell_matches_numpy_loop_and_reads_before_write():
   np.testing.assert_array_equal(y[:, 0], 0.0)  # read before the first write: empty memory
   np.testing.assert_array_equal(carry.position, [7, 7])
   assert bool(carry.valid.all())
-
-
-def test_cell_without_y_part_and_multi_batch_axes():
-  cell = attention.AttentionMemoryCell(num_slots=4, key_size=2, value_size=3)
-  x = jnp.ones((2, 3, 5))  # [*B, F] with two batch axes
-  carry = cell.initialize_carry(jax.random.key(0), x.shape)
-  assert carry.keys.shape == (2, 3, 4, 2) and cell.num_feature_axes == 1
-  (carry2, y), params = cell.init_with_output(jax.random.key(1), carry, x)
-  assert y.shape == (2, 3, 3)
-  assert params["params"]["value"]["kernel"].shape == (5, 3)  # value from x_t
-  np.testing.assert_array_equal(carry2.position, np.ones((2, 3)))
-  with pytest.raises(ValueError, match="carry.keys"):
-    cell.apply(params, cell.initialize_carry(jax.random.key(0), (4, 5)), x)
-
-
-def test_long_sequence_stays_finite():
-  cell = attention.AttentionMemoryCell(num_slots=8, key_size=4, value_size=2, input_size=3)
-  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 500, 5)) * 10, jnp.float32)
-  rnn = nn.RNN(cell)
-  y = rnn.apply(rnn.init(jax.random.key(0), x), x)
-  assert bool(jnp.isfinite(y).all())

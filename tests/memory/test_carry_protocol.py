@@ -1,7 +1,16 @@
-"""The carry protocol shared by the memory cells: nn.RNN, nn.scan, NNX bridge, no retrace,
-compile size independent of T, an 8-device sharded run equal to the unsharded one, and the
-scan carry rule (a step returns the carry's structure, shapes and dtypes) for every cell."""
+"""The protocol every memory family follows, one table per protocol.
 
+Cells (``CELLS``, every ``nn.RNNCellBase`` in memjax.memory): nn.RNN equals a step loop,
+nn.scan equals nn.RNN, the NNX bridge equals linen, no retrace, compile size independent
+of T, an 8-device sharded run equal to the unsharded one, a batch equals its examples
+run alone, long sequences stay finite, bfloat16 carries, the scan carry rule (a step
+returns the carry's structure, shapes and dtypes), bad inputs named.
+
+Pure state ops (``STATE_OPS``): ``eval_shape`` of every state update is the state, and
+nested ``vmap`` over batch axes equals the single-example op on each example.
+"""
+
+import functools
 import importlib
 import pkgutil
 
@@ -18,8 +27,9 @@ from jax.sharding import PartitionSpec as P
 import memjax.memory
 from memjax.memory import _carry, attention, gated, holographic, kv, matrix, ntm, persistent
 
-F = 5  # x_t has 3 features, y_t 2
+F = 5  # one step's input: x_t has 3 features, y_t 2 (cells with input_size=3)
 
+# Every memory cell. Each reads the whole F-feature step input.
 CELLS = {
   "attention": lambda: attention.AttentionMemoryCell(
     num_slots=4, key_size=3, value_size=2, input_size=3
@@ -30,43 +40,78 @@ CELLS = {
   "matrix": lambda: matrix.MatrixMemoryCell(
     num_slots=4, slot_size=3, input_size=3, addressing="content", init_scale=0.1
   ),
-}
-
-# Every memory cell (CELLS: the cells whose input is x_t ++ y_t, which the tests above use).
-EVERY_CELL = {
-  **CELLS,
   "gated": lambda: gated.GatedMemoryCell(num_slots=3),
   "holographic": lambda: holographic.HolographicCell(dim=4),
   "ntm": lambda: ntm.NTMCell(output_size=2, num_slots=4, slot_size=3, controller_size=4),
   "persistent": lambda: persistent.PersistentMemoryCell(num_heads=1, num_persistent=2, window=3),
 }
+OUTPUT_SIZE = {"attention": 2, "kv": 2, "matrix": 3, "gated": F, "holographic": 4, "ntm": 2}
+OUTPUT_SIZE["persistent"] = F
+# The carry leaf a batch-size check names, and the cells that split x into x_t ++ y_t.
+CARRY_LEAF = {"attention": "keys", "kv": "keys", "matrix": "memory", "gated": "slots"}
+CARRY_LEAF |= {"holographic": "trace", "ntm": "memory", "persistent": "keys"}
+WITH_INPUT_SIZE = ("attention", "kv", "matrix")
+# The lengths of the long-sequence runs (gated and ntm have longer runs of their own that
+# check invariants of the family: test_gated.py, test_ntm.py).
+LONG = {"attention": 500, "kv": 400, "matrix": 400, "gated": 400, "holographic": 2000}
+LONG |= {"ntm": 400, "persistent": 2000}
 
 
 def _inputs(shape, seed=0):
   return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
-def _step_loop(cell, params, x):
-  """Reference: apply the cell one step at a time in a Python loop over x [B, T, F]."""
-  carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
-  apply = jax.jit(cell.apply)
-  ys, carries = [], []
-  for t in range(x.shape[1]):
-    carry, y = apply({"params": params}, carry, x[:, t])
-    ys.append(y)
-    carries.append(carry)
-  return carries, jnp.stack(ys, axis=1)
+@functools.cache
+def _params(name):
+  """The ``nn.RNN(cell)`` parameters ``{"cell": ...}`` of a cell, initialised once.
+
+  They do not depend on the batch shape or the length, so one compiled init per cell
+  serves every test.
+  """
+  cell = CELLS[name]()
+  x = jnp.ones((F,))
+  carry = cell.initialize_carry(jax.random.key(0), x.shape)
+  return {"cell": jax.jit(cell.init)(jax.random.key(1), carry, x)["params"]}
+
+
+def test_every_memory_cell_is_in_the_table():
+  cells = set()
+  for info in pkgutil.iter_modules(memjax.memory.__path__, "memjax.memory."):
+    module = importlib.import_module(info.name)
+    cells |= {
+      obj
+      for obj in vars(module).values()
+      if isinstance(obj, type) and issubclass(obj, nn.RNNCellBase) and obj.__module__ == info.name
+    }
+  assert cells == {type(make()) for make in CELLS.values()}
+
+
+# ------------------------------------------------------------------ cells: scans
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_rnn_return_carry_equals_step_loop(name):
+def test_rnn_return_carry_equals_step_loop_without_retrace(name):
   cell = CELLS[name]()
   x = _inputs((3, 6, F))
   rnn = nn.RNN(cell, return_carry=True)
-  params = rnn.init(jax.random.key(0), x)["params"]
+  params = _params(name)
   apply = jax.jit(rnn.apply)
   carry, y = apply({"params": params}, x)
-  carries, want_y = _step_loop(cell, params["cell"], x)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)  # the carry keeps its structure, shapes and dtypes
+  def step(carry, x_t):
+    return cell.apply({"params": params["cell"]}, carry, x_t)
+
+  step_carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  ys, carries = [], []
+  for t in range(x.shape[1]):  # reference: one step at a time in a Python loop
+    step_carry, y_t = step(step_carry, x[:, t])
+    ys.append(y_t)
+    carries.append(step_carry)
+  chex.clear_trace_counter()
+  want_y = jnp.stack(ys, axis=1)
+  assert y.shape == (3, 6, OUTPUT_SIZE[name])
   chex.assert_trees_all_close(carry, carries[-1], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
   init = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
@@ -130,32 +175,13 @@ def test_nnx_bridge_equals_linen(name):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_no_retrace_across_steps(name):
-  cell = CELLS[name]()
-  x = _inputs((2, 4, F), seed=3)
-  params = cell.init(
-    jax.random.key(0), cell.initialize_carry(jax.random.key(0), x[:, 0].shape), x[:, 0]
-  )
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(carry, x_t):
-    return cell.apply(params, carry, x_t)
-
-  carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
-  for t in range(x.shape[1]):  # the carry keeps its structure, shapes and dtypes
-    carry, _ = step(carry, x[:, t])
-  chex.clear_trace_counter()
-
-
-@pytest.mark.parametrize("name", sorted(CELLS))
 def test_compiled_size_does_not_grow_with_length(name):
   rnn = nn.RNN(CELLS[name](), return_carry=True)
-  params = rnn.init(jax.random.key(0), jnp.ones((2, 1, F)))
+  params = {"params": _params(name)}
 
   def hlo_size(length):
     x = jax.ShapeDtypeStruct((2, length, F), jnp.float32)
-    return len(jax.jit(rnn.apply).lower(params, x).as_text())
+    return len(jax.jit(rnn.apply).lower(params, x).as_text().replace(str(length), ""))
 
   short, long = hlo_size(10), hlo_size(1000)
   assert long < 1.02 * short, (short, long)  # one scan body, not 1000 unrolled steps
@@ -163,11 +189,12 @@ def test_compiled_size_does_not_grow_with_length(name):
 
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_sharded_batch_equals_unsharded(name):
-  assert len(jax.devices()) >= 8
+  # tests/conftest.py forces the CPU platform with 8 fake devices.
+  assert jax.default_backend() == "cpu" and len(jax.devices()) == 8
   mesh = jax.make_mesh((8,), ("batch",), axis_types=(AxisType.Auto,))
   rnn = nn.RNN(CELLS[name](), return_carry=True, time_major=True)
   x = _inputs((6, 8, F), seed=4)  # time-major [T, B, F]; B is sharded, T is scanned
-  params = rnn.init(jax.random.key(0), x)
+  params = {"params": _params(name)}
   apply = jax.jit(rnn.apply)
   want_carry, want_y = apply(params, x)
   x_sharded = jax.device_put(x, NamedSharding(mesh, P(None, "batch")))
@@ -179,66 +206,100 @@ def test_sharded_batch_equals_unsharded(name):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_cell_bad_inputs_name_the_argument(name):
+def test_batch_equals_each_example_alone(name):
   cell = CELLS[name]()
-  x = jnp.ones((2, F))
-  carry = cell.initialize_carry(jax.random.key(0), x.shape)
-  params = cell.init(jax.random.key(0), carry, x)
-  with pytest.raises(TypeError, match="x must have a floating dtype"):
-    cell.apply(params, carry, jnp.ones((2, F), jnp.int32))
-  with pytest.raises(ValueError, match="input_size=3"):
-    cell.apply(params, cell.initialize_carry(jax.random.key(0), (2, 2)), jnp.ones((2, 2)))
-  with pytest.raises(ValueError, match="carry"):
-    cell.apply(params, cell.initialize_carry(jax.random.key(0), (3, F)), x)
-  with pytest.raises(ValueError, match="input_size=3"):
-    nn.RNN(cell).init(jax.random.key(0), jnp.ones((2, 4, 2)))
-
-
-def test_kv_cell_rejects_k_above_capacity_and_unknown_policy():
-  x = jnp.ones((2, 3, F))
-  with pytest.raises(ValueError, match="k=5"):
-    nn.RNN(kv.KVCell(num_slots=4, key_size=3, value_size=2, k=5)).init(jax.random.key(0), x)
-  with pytest.raises(ValueError, match="policy='lfu'"):
-    nn.RNN(kv.KVCell(num_slots=4, key_size=3, value_size=2, policy="lfu")).init(
-      jax.random.key(0), x
-    )
-  with pytest.raises(ValueError, match="addressing='soft'"):
-    nn.RNN(matrix.MatrixMemoryCell(num_slots=4, slot_size=3, addressing="soft")).init(
-      jax.random.key(0), x
-    )
+  rnn = nn.RNN(cell, return_carry=True)
+  batch = (2, 3)  # two batch axes: [*B, T, F]
+  x = _inputs(batch + (3, F), seed=5)
+  params = {"params": _params(name)}
+  carry, y = jax.jit(rnn.apply)(params, x)
+  single = cell.initialize_carry(jax.random.key(0), (F,))
+  assert y.shape == batch + (3, OUTPUT_SIZE[name])
+  assert jax.tree.map(jnp.shape, carry) == jax.tree.map(lambda a: batch + a.shape, single)
+  apply1 = jax.jit(rnn.apply)  # one compile for every unbatched example
+  flat = lambda a: a.reshape((-1,) + a.shape[len(batch) :])
+  for i in range(int(np.prod(batch))):
+    carry1, y1 = apply1(params, flat(x)[i])
+    np.testing.assert_allclose(flat(y)[i], y1, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: flat(a)[i], carry), carry1, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_long_sequence_stays_finite(name):
-  rnn = nn.RNN(CELLS[name]())
-  x = _inputs((2, 400, F), seed=5) * 10.0
-  params = rnn.init(jax.random.key(0), x[:, :1])
-  y = jax.jit(rnn.apply)(params, x)
-  assert y.shape == (2, 400, 2 if name != "matrix" else 3)
+  rnn = nn.RNN(CELLS[name](), return_carry=True)
+  x = _inputs((2, LONG[name], F), seed=6) * 10.0
+  params = {"params": _params(name)}
+  carry, y = jax.jit(rnn.apply)(params, x)
+  assert y.shape == (2, LONG[name], OUTPUT_SIZE[name])
   assert bool(jnp.isfinite(y).all())
+  assert all(bool(jnp.isfinite(a).all()) for a in jax.tree.leaves(carry))
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
-def test_bfloat16_memory_keeps_its_dtype(name):
-  cell = CELLS[name]().clone(dtype=jnp.bfloat16)
-  x = _inputs((2, 4, F), seed=6).astype(jnp.bfloat16)
-  (carry, y), _ = nn.RNN(cell, return_carry=True).init_with_output(jax.random.key(0), x)
-  init = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
-  chex.assert_trees_all_equal_shapes_and_dtypes(carry, init)
-  assert jax.tree.leaves(init)[0].dtype == jnp.bfloat16 and y.dtype == jnp.bfloat16
-  assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
+# ------------------------------------------------------------- cells: bad inputs
 
 
-def test_every_memory_cell_is_in_the_table():
-  cells = set()
-  for info in pkgutil.iter_modules(memjax.memory.__path__, "memjax.memory."):
-    module = importlib.import_module(info.name)
-    cells |= {
-      obj
-      for obj in vars(module).values()
-      if isinstance(obj, type) and issubclass(obj, nn.RNNCellBase) and obj.__module__ == info.name
-    }
-  assert cells == {type(make()) for make in EVERY_CELL.values()}
+def _bad_int_x(cell, params, carry):
+  return cell.apply(params, carry, jnp.ones((2, F), jnp.int32))
+
+
+def _bad_carry_batch(cell, params, carry):
+  return cell.apply(params, cell.initialize_carry(jax.random.key(0), (3, F)), jnp.ones((2, F)))
+
+
+def _bad_x_features(cell, params, carry):
+  return cell.apply(params, cell.initialize_carry(jax.random.key(0), (2, 2)), jnp.ones((2, 2)))
+
+
+def _bad_rnn_features(cell, params, carry):
+  return nn.RNN(cell).init(jax.random.key(0), jnp.ones((2, 4, 2)))
+
+
+BAD_CELL_INPUTS = [
+  (name, _bad_int_x, TypeError, "x must have a floating dtype, got int32") for name in CELLS
+]
+BAD_CELL_INPUTS += [
+  (name, _bad_carry_batch, ValueError, rf"carry\.{CARRY_LEAF[name]} .*shape.*\(3, ")
+  for name in CELLS
+]
+BAD_CELL_INPUTS += [
+  (name, bad, ValueError, r"input_size=3 must be in \[1, 2\]")
+  for name in WITH_INPUT_SIZE
+  for bad in (_bad_x_features, _bad_rnn_features)
+]
+
+
+@pytest.mark.parametrize("name, bad, error, match", BAD_CELL_INPUTS)
+def test_cell_bad_inputs_name_the_argument(name, bad, error, match):
+  cell = CELLS[name]()
+  carry = cell.initialize_carry(jax.random.key(0), (2, F))
+  params = {"params": _params(name)["cell"]}
+  with pytest.raises(error, match=match):
+    bad(cell, params, carry)
+
+
+@pytest.mark.parametrize(
+  "cell, match",
+  [
+    (kv.KVCell(num_slots=4, key_size=3, value_size=2, k=5), r"k=5 must be in \[1, 4\]"),
+    (kv.KVCell(num_slots=4, key_size=3, value_size=2, policy="lfu"), "policy='lfu' is not one"),
+    (
+      matrix.MatrixMemoryCell(num_slots=4, slot_size=3, addressing="soft"),
+      "addressing='soft' is not 'ring' or 'content'",
+    ),
+    (
+      matrix.MatrixMemoryCell(num_slots=4, slot_size=3, encoder=nn.Dense(7)),
+      r"encoder output has shape \(2, 7\), expected \(2, 3\)",
+    ),
+    (ntm.NTMCell(output_size=2, num_slots=4, slot_size=3, controller="gru"), "controller='gru'"),
+    (ntm.NTMCell(output_size=2, num_slots=4, slot_size=3, shift_range=5), "shift_range"),
+  ],
+)
+def test_bad_cell_attributes_are_named(cell, match):
+  with pytest.raises(ValueError, match=match):
+    nn.RNN(cell).init(jax.random.key(0), jnp.ones((2, 3, F)))
+
+
+# ------------------------------------------------------------- cells: carry rule
 
 
 def _weak_types(tree):
@@ -250,26 +311,28 @@ def _weak_types(tree):
   [((), jnp.float32, False), ((2, 3), jnp.float32, False), ((3,), jnp.bfloat16, False)]
   + [((3,), jnp.float32, True)],  # 64-bit mode: an int64 / float64 leaf would show
 )
-@pytest.mark.parametrize("name", sorted(EVERY_CELL))
+@pytest.mark.parametrize("name", sorted(CELLS))
 def test_call_returns_a_carry_typed_like_the_one_it_got(name, batch, dtype, x64):
   with jax.enable_x64(x64):
-    cell = EVERY_CELL[name]().clone(dtype=dtype)
-    x = _inputs(batch + (F,), seed=7).astype(dtype)
+    cell = CELLS[name]().clone(dtype=dtype)
+    x = _inputs(batch + (F,), seed=8).astype(dtype)
     carry = cell.initialize_carry(jax.random.key(0), x.shape)
-    params = cell.init(jax.random.key(1), carry, x)
+    params = {"params": _params(name)["cell"]}  # float32 parameters for every case
     for apply in (cell.apply, jax.jit(cell.apply)):
-      new, _ = apply(params, carry, x)
+      new, y = apply(params, carry, x)
       chex.assert_trees_all_equal_structs(new, carry)
       chex.assert_trees_all_equal_shapes_and_dtypes(new, carry)
       assert _weak_types(new) == _weak_types(carry)
+      assert y.dtype == dtype and y.shape == batch + (OUTPUT_SIZE[name],)
+      assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
 
 
-@pytest.mark.parametrize("name", sorted(EVERY_CELL))
+@pytest.mark.parametrize("name", sorted(CELLS))
 def test_call_checks_the_carry_rule_with_its_name(name, monkeypatch):
   calls = []
   check = _carry.check_carry_kept
   monkeypatch.setattr(_carry, "check_carry_kept", lambda *a: calls.append(a) or check(*a))
-  cell = EVERY_CELL[name]()
+  cell = CELLS[name]()
   x = jnp.ones((2, F))
   carry = cell.initialize_carry(jax.random.key(0), x.shape)
   cell.init(jax.random.key(1), carry, x)
@@ -300,3 +363,130 @@ def test_check_carry_kept_names_the_cell_and_the_leaf(new, match):
   with pytest.raises(TypeError, match="KVCell must return") as error:
     _carry.check_carry_kept("KVCell", state, new(state))
   assert error.match(match)
+
+
+# ------------------------------------------------------------------ pure state ops
+
+
+def _ntm_step(s):
+  raw_r = jnp.zeros((2, ntm.head_param_size(3)))
+  raw_w = jnp.zeros((1, ntm.head_param_size(3, write=True)))
+  return ntm.step(s, ntm.head_params(raw_r, 3), ntm.head_params(raw_w, 3, write=True))
+
+
+# (family, update): init(dtype) -> state and update(state) -> state. Inputs are float32
+# whatever the state's dtype: an update casts them to the state's dtype.
+STATE_UPDATES = {
+  "attention.write": (
+    lambda dt: attention.init_state(5, 3, 2, dt),
+    lambda s: attention.write(s, jnp.ones(3), jnp.ones(2)),
+  ),
+  "attention.reset": (
+    lambda dt: attention.init_state(5, 3, 2, dt),
+    lambda s: attention.reset(s, jnp.ones(5, bool)),
+  ),
+  "kv.write": (
+    lambda dt: kv.init_state(5, 3, 2, dt),
+    lambda s: kv.write(s, jnp.ones(3), jnp.ones(2), "least_used", 0.5),
+  ),
+  "kv.write_batch": (
+    lambda dt: kv.init_state(5, 3, 2, dt),
+    lambda s: kv.write_batch(s, jnp.ones((4, 3)), jnp.ones((4, 2))),
+  ),
+  "kv.read_and_touch": (
+    lambda dt: kv.init_state(5, 3, 2, dt),
+    lambda s: kv.read_and_touch(s, jnp.ones(3), 2)[0],
+  ),
+  "kv.reset": (lambda dt: kv.init_state(5, 3, 2, dt), lambda s: kv.reset(s, jnp.ones(5, bool))),
+  "matrix.write(int)": (
+    lambda dt: matrix.init_state(4, 3, dt),
+    lambda s: matrix.write(s, jnp.ones(3), jnp.array(2), 0.5),
+  ),
+  "matrix.write(weights)": (
+    lambda dt: matrix.init_state(4, 3, dt),
+    lambda s: matrix.write(s, jnp.ones(3), jnp.ones(4) / 4, 0.5),
+  ),
+  "holographic.write": (
+    lambda dt: holographic.init_state(16, dt),
+    lambda s: holographic.write(s, jnp.ones(16), jnp.ones(16)),
+  ),
+  "gated.write": (lambda dt: gated.init_state(5, 3, dt), lambda s: gated.write(s, jnp.ones(3))),
+  "gated.step": (
+    lambda dt: gated.init_state(5, 3, dt),
+    lambda s: gated.step(s, jnp.ones(3, s.slots.dtype), jnp.ones(3, s.slots.dtype))[0],
+  ),
+  "persistent.write": (
+    lambda dt: persistent.init_state(4, 2, 3, dt),
+    lambda s: persistent.write(s, jnp.ones((2, 3)), jnp.ones((2, 3))),
+  ),
+  "ntm.step": (lambda dt: ntm.init_state(6, 3, 2, 1, dtype=dt), _ntm_step),
+}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("op", sorted(STATE_UPDATES))
+def test_eval_shape_of_update_is_state(op, dtype):
+  init, update = STATE_UPDATES[op]
+  state = init(dtype)
+  out = jax.eval_shape(update, state)
+  assert jax.tree.structure(out) == jax.tree.structure(state)
+  spec = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
+  assert spec(out) == spec(state)
+
+
+# (family): (init() -> single state, make(rng, batch) -> per-example inputs [*B, ...],
+# run(state, *inputs) -> any pytree). run is the single-example op, vmapped per axis.
+VMAPPED = {
+  "attention": (
+    lambda: attention.init_state(4, 3, 2),
+    lambda rng, b: (rng.normal(size=b + (3,)), rng.normal(size=b + (2,))),
+    lambda s, k, v: (lambda s2: (s2, attention.read(s2, k)))(attention.write(s, k, v)),
+  ),
+  "kv": (
+    lambda: kv.init_state(4, 3, 2),
+    lambda rng, b: (rng.normal(size=b + (5, 3)), rng.normal(size=b + (5, 2))),
+    lambda s, k, v: kv.read_and_touch(kv.write_batch(s, k, v, policy="lru"), k[0], 2),
+  ),
+  "matrix": (
+    lambda: matrix.init_state(4, 2),
+    lambda rng, b: (rng.normal(size=b + (2,)), rng.integers(0, 4, size=b).astype(np.int32)),
+    lambda s, v, a: (lambda s2: (s2, matrix.read_by_content(s2, v)))(matrix.write(s, v, a)),
+  ),
+  "holographic": (
+    lambda: holographic.init_state(8),
+    lambda rng, b: (rng.normal(size=b + (8,)), rng.normal(size=b + (8,))),
+    lambda s, k, v: (lambda s2: (s2, holographic.read(s2, k)))(holographic.write(s, k, v)),
+  ),
+  "gated": (
+    lambda: gated.init_state(3, 4),
+    lambda rng, b: (rng.normal(size=b + (2, 4)), rng.uniform(size=b + (4,))),
+    lambda s, h, g: gated.step(gated.step(s, h[0], g)[0], h[1], g),
+  ),
+  "persistent": (
+    lambda: persistent.init_state(3, 2, 2),
+    lambda rng, b: (rng.normal(size=b + (2, 2)), rng.normal(size=b + (2, 1, 2))),
+    lambda s, k, p: (lambda s2: (s2, persistent.read(s2, k, p, p)))(persistent.write(s, k, k)),
+  ),
+}
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("family", sorted(VMAPPED))
+def test_vmap_over_batch_axes_equals_each_example(family, batch):
+  init, make, run = VMAPPED[family]
+  rng = np.random.default_rng(9)
+  inputs = [jnp.asarray(a) for a in make(rng, batch)]
+  inputs = [a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in inputs]
+  single = init()
+  state = _carry.broadcast_state(single, batch)
+  out = jax.jit(_carry.vmap_batch(run, len(batch)))(state, *inputs)
+  run1 = jax.jit(run)
+  want_shapes = jax.tree.map(
+    lambda a: batch + a.shape,
+    jax.eval_shape(run1, single, *[a.reshape((-1,) + a.shape[len(batch) :])[0] for a in inputs]),
+  )
+  assert jax.tree.map(jnp.shape, out) == want_shapes
+  flat = lambda a: a.reshape((-1,) + a.shape[len(batch) :])
+  for i in range(int(np.prod(batch, dtype=int))):
+    want = run1(single, *(flat(a)[i] for a in inputs))
+    chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: flat(a)[i], out), want, atol=1e-6)

@@ -9,42 +9,39 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from flax import nnx
 from jax.test_util import check_grads
 
 from memjax.memory import gated
-
-
-def _np_read(slots, valid, query):
-  """Independent numpy scaled-dot softmax over the valid slots."""
-  if not valid.any():
-    return np.zeros(slots.shape[1]), np.zeros(len(slots))
-  s = np.where(valid, slots @ query / math.sqrt(len(query)), -np.inf)
-  w = np.where(valid, np.exp(s - s[valid].max()), 0.0)
-  w = w / w.sum()
-  return w @ slots, w
+from tests import _numpy_refs as refs
 
 
 def _sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
-def _cell_numpy_loop(params, x, n, project_query=True, residual=False):
-  """Numpy reference of GatedMemoryCell over x [B, T, H]."""
+def _cell_numpy_loop(params, x, n, project_query=True, residual=False, final=None):
+  """Numpy reference of GatedMemoryCell over x [B, T, H].
+
+  ``final``: an optional dict that receives the last ``slots [B, N, H]`` and ``context``.
+  """
   p = jax.tree.map(np.asarray, params)
   b_size, t_size, h = x.shape
   y = np.zeros(x.shape)
+  if final is not None:
+    final.update(slots=np.zeros((b_size, n, h)), context=np.zeros((b_size, h)))
   for b in range(b_size):
     slots, valid, context, count = np.zeros((n, h)), np.zeros(n, bool), np.zeros(h), 0
     for t in range(t_size):
       ht = x[b, t]
       q = ht @ p["query"]["kernel"] if project_query else ht
       g = _sigmoid(np.concatenate([ht, context]) @ p["gate"]["kernel"] + p["gate"]["bias"])
-      r, _ = _np_read(slots, valid, q)
+      r, _ = refs.scaled_dot_read(slots, slots, valid, q)
       context = g * r + (1 - g) * context
       slots[count % n], valid[count % n] = ht, True
       count += 1
       y[b, t] = ht + context if residual else context
+    if final is not None:
+      final["slots"][b], final["context"][b] = slots, context
   return y
 
 
@@ -106,7 +103,7 @@ def test_pure_ops_match_numpy_ring():
   for _ in range(8):
     q, v = rng.normal(size=h), rng.normal(size=h)
     out, w = gated.read(state, jnp.asarray(q, jnp.float32))
-    want_out, want_w = _np_read(slots, valid, q)
+    want_out, want_w = refs.scaled_dot_read(slots, slots, valid, q)
     np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(w, want_w, rtol=1e-5, atol=1e-6)
     state = gated.write(state, jnp.asarray(v, jnp.float32))
@@ -128,53 +125,28 @@ def test_cell_matches_numpy_loop(project_query, residual):
   np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
 
 
-def test_layer_equals_rnn_of_cell_and_returns_carry():
+@pytest.mark.parametrize(
+  "project_query, residual", [(True, False), (False, True)], ids=["default", "residual"]
+)
+def test_layer_matches_numpy_loop_and_continues_from_its_carry(project_query, residual):
   x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 6, 4)), jnp.float32)
-  layer = gated.GatedMemoryLayer(num_slots=3)
+  layer = gated.GatedMemoryLayer(num_slots=3, project_query=project_query, residual=residual)
   params = layer.init(jax.random.key(0), x)
+  params = jax.tree.map(lambda a: 2.0 * a, params)  # gates away from 1/2
   carry, y = layer.apply(params, x, return_carry=True)
-  want = nn.RNN(gated.GatedMemoryCell(num_slots=3)).apply({"params": params["params"]["rnn"]}, x)
-  np.testing.assert_allclose(y, want, rtol=1e-6)
-  assert carry.slots.shape == (2, 3, 4) and y.shape == x.shape
+  final = {}
+  want = _cell_numpy_loop(
+    params["params"]["rnn"]["cell"], np.asarray(x), 3, project_query, residual, final
+  )
+  assert y.shape == x.shape
+  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(carry.slots, final["slots"], rtol=1e-6)
+  np.testing.assert_allclose(carry.context, final["context"], rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(carry.count, [6, 6])
   # Continuing from the carry equals running the whole sequence at once.
   c1, y1 = layer.apply(params, x[:, :4], return_carry=True)
   y2 = layer.apply(params, x[:, 4:], initial_carry=c1)
   np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), y, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-def test_cell_batch_shapes(batch):
-  cell = gated.GatedMemoryCell(num_slots=4)
-  rng = np.random.default_rng(3)
-  xs = jnp.asarray(rng.normal(size=(3,) + batch + (5,)), jnp.float32)  # 3 steps
-  carry = cell.initialize_carry(jax.random.key(0), xs.shape[1:])
-  assert carry.slots.shape == batch + (4, 5) and carry.count.shape == batch
-  assert cell.num_feature_axes == 1
-  params = cell.init(jax.random.key(1), carry, xs[0])
-  ys = []
-  for t in range(3):
-    carry, y = cell.apply(params, carry, xs[t])
-    ys.append(y)
-  assert ys[-1].shape == batch + (5,)
-  flat = xs.reshape(3, -1, 5)
-  apply1 = jax.jit(cell.apply)
-  for i in range(flat.shape[1]):  # each example equals the unbatched cell
-    c1 = cell.initialize_carry(None, (5,))
-    for t in range(3):
-      c1, y1 = apply1(params, c1, flat[t, i])
-      np.testing.assert_allclose(ys[t].reshape(-1, 5)[i], y1, rtol=1e-5, atol=1e-6)
-
-
-def test_eval_shape_of_write_and_step_is_state():
-  for dtype in (jnp.float32, jnp.bfloat16):
-    state = gated.init_state(5, 3, dtype)
-    out = jax.eval_shape(gated.write, state, jnp.ones(3))
-    spec = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
-    assert jax.tree.structure(out) == jax.tree.structure(state)
-    assert spec(out) == spec(state)
-    out, _, _ = jax.eval_shape(gated.step, state, jnp.ones(3, dtype), jnp.ones(3, dtype))
-    assert spec(out) == spec(state)
 
 
 class JitTest(parameterized.TestCase):
@@ -192,7 +164,7 @@ class JitTest(parameterized.TestCase):
     contexts, state = self.variant(run)(hs, jnp.array([0.2, 0.5, 0.9]))
     slots, valid, c = np.zeros((2, 3)), np.zeros(2, bool), np.zeros(3)
     for t in range(4):
-      r, _ = _np_read(slots, valid, np.asarray(hs[t]))
+      r, _ = refs.scaled_dot_read(slots, slots, valid, np.asarray(hs[t]))
       c = np.array([0.2, 0.5, 0.9]) * r + np.array([0.8, 0.5, 0.1]) * c
       np.testing.assert_allclose(contexts[t], c, rtol=1e-5, atol=1e-6)
       slots[t % 2], valid[t % 2] = hs[t], True
@@ -219,36 +191,7 @@ def test_grads():
   assert all(float(jnp.abs(g).sum()) > 0 for g in leaves)
 
 
-def test_nnx_bridge_matches_linen():
-  x = jnp.asarray(np.random.default_rng(6).normal(size=(2, 5, 4)), jnp.float32)
-  model = nnx.bridge.ToNNX(nn.RNN(gated.GatedMemoryCell(num_slots=3)), rngs=nnx.Rngs(0))
-  nnx.bridge.lazy_init(model, x)
-  y = model(x)
-  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-  want = nn.RNN(gated.GatedMemoryCell(num_slots=3)).apply({"params": params}, x)
-  assert y.shape == x.shape
-  np.testing.assert_allclose(y, want, rtol=1e-6)
-
-
-def test_no_retrace_across_steps():
-  cell = gated.GatedMemoryCell(num_slots=3)
-  x = jnp.ones((2, 4))
-  carry = cell.initialize_carry(None, x.shape)
-  params = cell.init(jax.random.key(0), carry, x)
-
-  chex.clear_trace_counter()
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def gated_step(carry, x):
-    return cell.apply(params, carry, x)
-
-  for t in range(6):
-    carry, _ = gated_step(carry, x * t)
-  np.testing.assert_array_equal(carry.count, [6, 6])
-
-
-def test_long_sequence_stays_finite():
+def test_long_sequence_context_is_bounded_by_the_stored_states():
   layer = gated.GatedMemoryLayer(num_slots=8)
   x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 2000, 4)) * 30, jnp.float32)
   carry, y = layer.apply(layer.init(jax.random.key(0), x), x, return_carry=True)
@@ -257,26 +200,32 @@ def test_long_sequence_stays_finite():
   assert float(jnp.abs(y).max()) <= float(jnp.abs(x).max()) + 1e-3
 
 
-def test_bad_inputs_name_the_argument():
-  state = gated.init_state(3, 4)
-  with pytest.raises(ValueError, match="query"):
-    gated.read(state, jnp.ones(5))
-  with pytest.raises(TypeError, match="query"):
-    gated.read(state, jnp.ones(4, jnp.int32))
-  with pytest.raises(ValueError, match="value"):
-    gated.write(state, jnp.ones(3))
-  with pytest.raises(ValueError, match="value must have rank 1"):
-    gated.write(state, jnp.ones((2, 4)))
-  with pytest.raises(ValueError, match="hidden"):
-    gated.step(state, jnp.ones(2), jnp.ones(4))
-  with pytest.raises(ValueError, match="read_value"):
-    gated.fuse(jnp.ones(4), jnp.ones(3), jnp.ones(4))
-  with pytest.raises(ValueError, match="num_slots"):
-    gated.init_state(0, 4)
-  with pytest.raises(ValueError, match="state.slots"):
-    gated.read(jax.tree.map(lambda a: a[None], state), jnp.ones(4))
-  cell = gated.GatedMemoryCell(num_slots=3)
-  with pytest.raises(ValueError, match="carry.slots"):
-    cell.init(jax.random.key(0), cell.initialize_carry(None, (2, 4)), jnp.ones((3, 4)))
-  with pytest.raises(ValueError, match="hidden"):
-    gated.GatedMemoryLayer(num_slots=3).init(jax.random.key(0), jnp.ones(4))
+_S = gated.init_state(3, 4)
+_CELL = gated.GatedMemoryCell(num_slots=3)
+
+
+@pytest.mark.parametrize(
+  "call, error, match",
+  [
+    (lambda: gated.read(_S, jnp.ones(5)), ValueError, "query has feature size 5"),
+    (lambda: gated.read(_S, jnp.ones(4, jnp.int32)), TypeError, "query must have a floating"),
+    (lambda: gated.write(_S, jnp.ones(3)), ValueError, "value has feature size 3"),
+    (lambda: gated.write(_S, jnp.ones((2, 4))), ValueError, "value must have rank 1"),
+    (lambda: gated.step(_S, jnp.ones(2), jnp.ones(4)), ValueError, r"\bhidden\b"),
+    (lambda: gated.fuse(jnp.ones(4), jnp.ones(3), jnp.ones(4)), ValueError, r"\bread_value\b"),
+    (lambda: gated.init_state(0, 4), ValueError, r"\bnum_slots\b"),
+    (
+      lambda: gated.read(jax.tree.map(lambda a: a[None], _S), jnp.ones(4)),
+      ValueError,
+      r"state\.slots",
+    ),
+    (
+      lambda: gated.GatedMemoryLayer(num_slots=3).init(jax.random.key(0), jnp.ones(4)),
+      ValueError,
+      r"hidden must have rank >= 2",
+    ),
+  ],
+)
+def test_bad_inputs_name_the_argument(call, error, match):
+  with pytest.raises(error, match=match):
+    call()

@@ -37,6 +37,7 @@ class _NumpyKV:
     return min(range(self.n), key=order)
 
   def write(self, key, value, policy="ring", threshold=None):
+    """Stores one item; returns True when it updated a matching slot in place."""
     slot = None
     if threshold is not None:
       best, best_sim = None, -np.inf
@@ -47,12 +48,14 @@ class _NumpyKV:
             best, best_sim = i, sim
       if best is not None and best_sim >= threshold:
         slot = best
+    in_place = slot is not None
     if slot is None:
       slot = self.victim(policy)
       self.hits[slot], self.last_read[slot] = 0, -1
     self.keys[slot], self.values[slot] = key, value
     self.written[slot], self.valid[slot] = self.step, True
     self.step += 1
+    return in_place
 
   def read_and_touch(self, query, k):
     scores = [float(self.keys[i] @ query) if self.valid[i] else -np.inf for i in range(self.n)]
@@ -153,20 +156,18 @@ def test_update_in_place_above_threshold():
   np.testing.assert_array_equal(strict.values[:, 0], [0.0, 1.0, 5.0])
 
 
-def test_write_batch_equals_sequential_writes_and_skips_masked():
+@pytest.mark.parametrize("policy", kv.POLICIES)
+def test_write_batch_matches_numpy_loop_and_skips_masked(policy):
   rng = np.random.default_rng(0)
-  keys = jnp.asarray(rng.normal(size=(7, 3)), jnp.float32)
-  values = jnp.asarray(rng.normal(size=(7, 2)), jnp.float32)
-  keys = keys.at[4].set(keys[1] * 2.0)  # same direction as item 1: updated in place
-  mask = jnp.array([True, True, False, True, True, True, True])
-  for policy in kv.POLICIES:
-    got = kv.write_batch(kv.init_state(4, 3, 2), keys, values, mask, policy, 0.95)
-    want = kv.init_state(4, 3, 2)
-    for i in range(7):
-      if bool(mask[i]):
-        want = kv.write(want, keys[i], values[i], policy, 0.95)
-    chex.assert_trees_all_close(got, want)
-  got = kv.write_batch(kv.init_state(4, 3, 2), keys, values, mask, update_threshold=0.95)
+  keys = rng.normal(size=(7, 3)).astype(np.float32)
+  values = rng.normal(size=(7, 2)).astype(np.float32)
+  keys[4] = keys[1] * 2.0  # same direction as item 1: updated in place
+  mask = np.array([True, True, False, True, True, True, True])
+  got = kv.write_batch(kv.init_state(4, 3, 2), keys, values, jnp.asarray(mask), policy, 0.95)
+  ref = _NumpyKV(4, 3, 2)
+  in_place = [ref.write(keys[i], values[i], policy, 0.95) for i in range(7) if mask[i]]
+  ref.assert_equal(got)
+  assert in_place == [False, False, False, True, False, False]  # item 4 only
   assert int(got.step) == 6
   np.testing.assert_allclose(got.values[1], values[4])  # in-place within the batch
   assert not np.any(np.all(np.isclose(got.values, values[2]), axis=1))  # masked item skipped
@@ -219,42 +220,6 @@ def test_several_queries_touch_each_hit():
   np.testing.assert_array_equal(state.hits, [2, 0, 1])
 
 
-@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-def test_batch_shapes_via_vmap(batch):
-  rng = np.random.default_rng(2)
-  keys = jnp.asarray(rng.normal(size=batch + (5, 3)), jnp.float32)
-  values = jnp.asarray(rng.normal(size=batch + (5, 2)), jnp.float32)
-  state = jax.tree.map(lambda a: jnp.broadcast_to(a, batch + a.shape), kv.init_state(4, 3, 2))
-  write = lambda s, k, v: kv.write_batch(s, k, v, policy="lru")
-  read = lambda s, q: kv.read_and_touch(s, q, 2)
-  for _ in batch:
-    write, read = jax.vmap(write), jax.vmap(read)
-  state, r = read(write(state, keys, values), keys[..., 0, :])
-  assert r.values.shape == batch + (2, 2) and r.indices.shape == batch + (2,)
-  assert state.hits.shape == batch + (4,) and state.step.shape == batch
-  flat = lambda a: a.reshape((-1,) + a.shape[len(batch) :])
-  for i in range(flat(keys).shape[0]):
-    s1 = kv.write_batch(kv.init_state(4, 3, 2), flat(keys)[i], flat(values)[i], policy="lru")
-    s1, r1 = kv.read_and_touch(s1, flat(keys)[i, 0], 2)
-    np.testing.assert_array_equal(flat(r.indices)[i], r1.indices)
-    np.testing.assert_array_equal(flat(state.hits)[i], s1.hits)
-
-
-def test_eval_shape_of_write_is_state():
-  state = kv.init_state(5, 3, 2, jnp.bfloat16)
-  for fn in (
-    lambda s: kv.write(s, jnp.ones(3), jnp.ones(2), "least_used", 0.5),
-    lambda s: kv.write_batch(s, jnp.ones((4, 3)), jnp.ones((4, 2))),
-    lambda s: kv.read_and_touch(s, jnp.ones(3), 2)[0],
-    lambda s: kv.reset(s, jnp.ones(5, bool)),
-  ):
-    out = jax.eval_shape(fn, state)
-    assert jax.tree.structure(out) == jax.tree.structure(state)
-    assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), state
-    )
-
-
 class JitTest(parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_equals_eager(self):
@@ -285,35 +250,60 @@ def test_grads_through_top_k_scores_and_values():
   assert np.all(np.isfinite(gq)) and np.abs(gq).sum() > 0
 
 
-def test_bad_inputs_name_the_argument():
-  state = kv.init_state(3, 4, 2)
-  with pytest.raises(ValueError, match="key has feature size 3"):
-    kv.write(state, jnp.ones(3), jnp.ones(2))
-  with pytest.raises(ValueError, match="value has feature size"):
-    kv.write(state, jnp.ones(4), jnp.ones(3))
-  with pytest.raises(ValueError, match="keys must have rank 2"):
-    kv.write_batch(state, jnp.ones(4), jnp.ones((1, 2)))
-  with pytest.raises(ValueError, match="values has 2 items"):
-    kv.write_batch(state, jnp.ones((3, 4)), jnp.ones((2, 2)))
-  with pytest.raises(ValueError, match="k=4"):
-    kv.read(state, jnp.ones(4), k=4)
-  with pytest.raises(TypeError, match="query"):
-    kv.read(state, jnp.ones(4, jnp.int32))
-  with pytest.raises(ValueError, match="query has feature size 5"):
-    kv.read_and_touch(state, jnp.ones(5))
-  with pytest.raises(ValueError, match="policy='fifo'"):
-    kv.write(state, jnp.ones(4), jnp.ones(2), policy="fifo")
-  with pytest.raises(ValueError, match="mask"):
-    kv.write_batch(state, jnp.ones((2, 4)), jnp.ones((2, 2)), mask=jnp.ones(3, bool))
-  with pytest.raises(ValueError, match="state.keys"):
-    kv.write(jax.tree.map(lambda a: a[None], state), jnp.ones(4), jnp.ones(2))
+_S = kv.init_state(3, 4, 2)
 
 
-def _cell_numpy_loop(params, x, input_size, n, k, policy):
-  """Numpy reference of KVCell over x [B, T, F] with the loop store above."""
+@pytest.mark.parametrize(
+  "call, error, match",
+  [
+    (lambda: kv.write(_S, jnp.ones(3), jnp.ones(2)), ValueError, "key has feature size 3"),
+    (lambda: kv.write(_S, jnp.ones(4), jnp.ones(3)), ValueError, "value has feature size 3"),
+    (
+      lambda: kv.write_batch(_S, jnp.ones(4), jnp.ones((1, 2))),
+      ValueError,
+      "keys must have rank 2",
+    ),
+    (
+      lambda: kv.write_batch(_S, jnp.ones((3, 4)), jnp.ones((2, 2))),
+      ValueError,
+      r"values has 2 items \(shape \(2, 2\)\) but keys has 3",
+    ),
+    (lambda: kv.read(_S, jnp.ones(4), k=4), ValueError, r"k=4 must be in \[1, 3\]"),
+    (lambda: kv.read(_S, jnp.ones(4, jnp.int32)), TypeError, "query must have a floating"),
+    (lambda: kv.read_and_touch(_S, jnp.ones(5)), ValueError, "query has feature size 5"),
+    (
+      lambda: kv.write(_S, jnp.ones(4), jnp.ones(2), policy="fifo"),
+      ValueError,
+      "policy='fifo' is not one of",
+    ),
+    (
+      lambda: kv.write_batch(_S, jnp.ones((2, 4)), jnp.ones((2, 2)), mask=jnp.ones(3, bool)),
+      ValueError,
+      r"mask must be bool of shape \(2,\)",
+    ),
+    (
+      lambda: kv.write(jax.tree.map(lambda a: a[None], _S), jnp.ones(4), jnp.ones(2)),
+      ValueError,
+      "state.keys must have rank 2",
+    ),
+    (lambda: kv.reset(_S, jnp.ones(4, bool)), ValueError, r"slots must be bool of shape \(3,\)"),
+    (lambda: kv.init_state(0, 4, 2), ValueError, "num_slots must be a positive int"),
+  ],
+)
+def test_bad_inputs_name_the_argument(call, error, match):
+  with pytest.raises(error, match=match):
+    call()
+
+
+def _cell_numpy_loop(params, x, input_size, n, k, policy, threshold=None):
+  """Numpy reference of KVCell over x [B, T, F] with the loop store above.
+
+  Returns ``(y, in_place)``: the outputs and how many writes updated a slot in place.
+  """
   p = jax.tree.map(np.asarray, params)
   dense = lambda name, a: a @ p[name]["kernel"] + p[name]["bias"]
   out = np.zeros(x.shape[:2] + (p["value"]["kernel"].shape[1],))
+  in_place = 0
   for b in range(x.shape[0]):
     ref = _NumpyKV(n, p["key"]["kernel"].shape[1], p["value"]["kernel"].shape[1])
     for t in range(x.shape[1]):
@@ -323,22 +313,38 @@ def _cell_numpy_loop(params, x, input_size, n, k, policy):
       if np.isfinite(scores).any():
         w = np.where(np.isfinite(scores), np.exp(scores - scores.max()), 0.0)
         out[b, t] = (w / w.sum()) @ values
-      ref.write(dense("key", xt), dense("value", yt), policy)
-  return out
+      in_place += ref.write(dense("key", xt), dense("value", yt), policy, threshold)
+  return out, in_place
 
 
-@pytest.mark.parametrize("policy", ["lru", "least_used"])
-def test_cell_matches_numpy_loop(policy):
+@pytest.mark.parametrize(
+  "kwargs",
+  [
+    {},  # the defaults: ring eviction, no in-place update
+    dict(update_threshold=0.6),  # ring with in-place updates
+    dict(policy="lru"),
+    dict(policy="least_used"),
+    dict(policy="least_used", update_threshold=0.6),
+  ],
+  ids=["ring", "ring-update", "lru", "least_used", "least_used-update"],
+)
+def test_cell_matches_numpy_loop(kwargs):
   n, input_size, k = 3, 2, 2
-  cell = kv.KVCell(num_slots=n, key_size=4, value_size=3, input_size=input_size, k=k, policy=policy)
+  cell = kv.KVCell(num_slots=n, key_size=4, value_size=3, input_size=input_size, k=k, **kwargs)
   x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 8, input_size + 3)), jnp.float32)
   rnn = nn.RNN(cell, return_carry=True)
   params = rnn.init(jax.random.key(0), x)["params"]
   carry, y = rnn.apply({"params": params}, x)
-  want = _cell_numpy_loop(params["cell"], np.asarray(x), input_size, n, k, policy)
+  policy, threshold = kwargs.get("policy", "ring"), kwargs.get("update_threshold")
+  want, in_place = _cell_numpy_loop(
+    params["cell"], np.asarray(x), input_size, n, k, policy, threshold
+  )
   np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(y[:, 0], 0.0)  # nothing stored before the first write
   np.testing.assert_array_equal(carry.step, [16, 16])  # one read + one write per step
+  # The data exercise the rule under test: in-place updates happen iff a threshold is set
+  # (and then not for every write, so the policy still evicts).
+  assert (0 < in_place < 2 * (8 - n)) if threshold is not None else in_place == 0
 
 
 def test_cell_gradient_reaches_query_projection():

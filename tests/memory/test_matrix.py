@@ -12,15 +12,7 @@ from absl.testing import parameterized
 from jax.test_util import check_grads
 
 from memjax.memory import matrix
-
-
-def _np_softmax(s):
-  e = np.exp(s - s.max(axis=-1, keepdims=True))
-  return e / e.sum(axis=-1, keepdims=True)
-
-
-def _np_cosine(q, m, eps=1e-6):
-  return (m / (np.linalg.norm(m, axis=-1, keepdims=True) + eps)) @ (q / (np.linalg.norm(q) + eps))
+from tests import _numpy_refs as refs
 
 
 def _known_state():
@@ -69,48 +61,17 @@ def test_matches_numpy_loop():
       address = int(rng.integers(n))
       ref[address] += strength * vector
     else:
-      address = _np_softmax(rng.normal(size=n))
+      address = refs.softmax(rng.normal(size=n))
       ref += strength * address[:, None] * vector[None, :]
       address = jnp.asarray(address, jnp.float32)
     state = matrix.write(state, jnp.asarray(vector, jnp.float32), address, strength)
     query, beta = rng.normal(size=d), rng.uniform(0.5, 5.0)
-    want_w = _np_softmax(beta * _np_cosine(query, ref))
+    want_w = refs.softmax(beta * refs.cosine(query, ref))
     read, w = matrix.read_by_content(state, jnp.asarray(query, jnp.float32), "cosine", beta)
     np.testing.assert_allclose(w, want_w, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(read, want_w @ ref, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(state.memory, ref, rtol=1e-5, atol=1e-6)
   assert int(state.position) == 12
-
-
-@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-def test_batch_shapes_via_vmap(batch):
-  rng = np.random.default_rng(1)
-  vectors = jnp.asarray(rng.normal(size=batch + (2,)), jnp.float32)
-  addresses = jnp.asarray(rng.integers(0, 4, size=batch), jnp.int32)
-  state = jax.tree.map(lambda a: jnp.broadcast_to(a, batch + a.shape), matrix.init_state(4, 2))
-  write, read = matrix.write, matrix.read_by_content
-  for _ in batch:
-    write, read = jax.vmap(write), jax.vmap(read)
-  state = write(state, vectors, addresses)
-  out, w = read(state, vectors)
-  assert state.memory.shape == batch + (4, 2) and out.shape == batch + (2,)
-  assert w.shape == batch + (4,)
-  for i in range(int(np.prod(batch, dtype=int))):
-    s1 = matrix.write(matrix.init_state(4, 2), vectors.reshape(-1, 2)[i], addresses.reshape(-1)[i])
-    np.testing.assert_allclose(state.memory.reshape(-1, 4, 2)[i], s1.memory)
-    np.testing.assert_allclose(
-      out.reshape(-1, 2)[i], matrix.read_by_content(s1, vectors.reshape(-1, 2)[i])[0], rtol=1e-6
-    )
-
-
-def test_eval_shape_of_write_is_state():
-  state = matrix.init_state(4, 3, jnp.bfloat16)
-  for address in (jnp.array(2), jnp.ones(4) / 4):
-    out = jax.eval_shape(matrix.write, state, jnp.ones(3), address, 0.5)
-    assert jax.tree.structure(out) == jax.tree.structure(state)
-    assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), state
-    )
 
 
 class JitTest(parameterized.TestCase):
@@ -156,42 +117,56 @@ def test_reset():
   chex.assert_trees_all_equal(matrix.reset(state), matrix.init_state(3, 2))
 
 
-def test_bad_inputs_name_the_argument():
-  state = matrix.init_state(3, 2)
-  with pytest.raises(ValueError, match="vector has feature size 3"):
-    matrix.write(state, jnp.ones(3), 0)
-  with pytest.raises(ValueError, match="vector must have rank 1"):
-    matrix.write(state, jnp.ones((2, 2)), 0)
-  with pytest.raises(ValueError, match="address weights have 4"):
-    matrix.write(state, jnp.ones(2), jnp.ones(4))
-  with pytest.raises(ValueError, match="integer address"):
-    matrix.write(state, jnp.ones(2), jnp.array([0, 1]))
-  with pytest.raises(ValueError, match="strength"):
-    matrix.write(state, jnp.ones(2), 0, jnp.ones(2))
-  with pytest.raises(TypeError, match="query"):
-    matrix.read_by_content(state, jnp.ones(2, jnp.int32))
-  with pytest.raises(ValueError, match="query has feature size 4"):
-    matrix.read_by_content(state, jnp.ones(4))
-  with pytest.raises(TypeError, match="address"):
-    matrix.read_by_address(state, jnp.array([True, False, True]))
-  with pytest.raises(ValueError, match="rows"):
-    matrix.reset(state, jnp.ones(4, bool))
+_S = matrix.init_state(3, 2)
 
 
-def _cell_numpy_loop(params, x, input_size, n, addressing, sharpness=1.0):
-  """Numpy reference of MatrixMemoryCell (Dense encoder, scaled-dot read) over [B, T, F]."""
-  p = jax.tree.map(np.asarray, params)
-  dense = lambda name, a: a @ p[name]["kernel"] + p[name]["bias"]
+@pytest.mark.parametrize(
+  "call, error, match",
+  [
+    (lambda: matrix.write(_S, jnp.ones(3), 0), ValueError, "vector has feature size 3"),
+    (lambda: matrix.write(_S, jnp.ones((2, 2)), 0), ValueError, "vector must have rank 1"),
+    (lambda: matrix.write(_S, jnp.ones(2), jnp.ones(4)), ValueError, "address weights have 4"),
+    (lambda: matrix.write(_S, jnp.ones(2), jnp.array([0, 1])), ValueError, "integer address"),
+    (lambda: matrix.write(_S, jnp.ones(2), 0, jnp.ones(2)), ValueError, r"\bstrength\b"),
+    (
+      lambda: matrix.read_by_content(_S, jnp.ones(2, jnp.int32)),
+      TypeError,
+      "query must have a floating",
+    ),
+    (lambda: matrix.read_by_content(_S, jnp.ones(4)), ValueError, "query has feature size 4"),
+    (
+      lambda: matrix.read_by_address(_S, jnp.array([True, False, True])),
+      TypeError,
+      r"\baddress\b",
+    ),
+    (lambda: matrix.reset(_S, jnp.ones(4, bool)), ValueError, r"\brows\b"),
+  ],
+)
+def test_bad_inputs_name_the_argument(call, error, match):
+  with pytest.raises(error, match=match):
+    call()
+
+
+def _cell_numpy_loop(params, x, input_size, n, addressing, sharpness=1.0, encode=None, memory=None):
+  """Numpy reference of MatrixMemoryCell (scaled-dot read) over [B, T, F].
+
+  ``encode(p, x_t)`` is the encoder (default: the cell's Dense ``encoder``); ``memory``
+  the initial [B, N, D] memory (default zeros).
+  """
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  dense = lambda q, a: a @ q["kernel"] + q["bias"]
+  if encode is None:
+    encode = lambda p, a: dense(p["encoder"], a)
   d = p["query"]["kernel"].shape[1]
   out = np.zeros(x.shape[:2] + (d,))
   for b in range(x.shape[0]):
-    memory = np.zeros((n, d))
+    mem = np.zeros((n, d)) if memory is None else np.float64(memory[b])
     for t in range(x.shape[1]):
-      q = dense("query", x[b, t, :input_size])
-      w = _np_softmax(sharpness * memory @ q / math.sqrt(d))
-      out[b, t] = w @ memory
+      q = dense(p["query"], x[b, t, :input_size])
+      w = refs.softmax(sharpness * mem @ q / math.sqrt(d))
+      out[b, t] = w @ mem
       address = np.eye(n)[t % n] if addressing == "ring" else w
-      memory = memory + p["strength"] * address[:, None] * dense("encoder", x[b, t])[None, :]
+      mem = mem + p["strength"] * address[:, None] * encode(p, x[b, t])[None, :]
   return out
 
 
@@ -229,20 +204,28 @@ def test_cell_ring_rows_are_encodings():
   np.testing.assert_array_equal(carry.memory[5], 0.0)
 
 
-def test_cell_user_encoder_and_noise_init():
+@pytest.mark.parametrize("addressing", ["ring", "content"])
+def test_cell_user_encoder_and_noisy_memory_match_numpy_loop(addressing):
   encoder = nn.Sequential([nn.Dense(8), nn.tanh, nn.Dense(3)])
   cell = matrix.MatrixMemoryCell(
-    num_slots=4, slot_size=3, input_size=2, encoder=encoder, addressing="content", init_scale=0.1
+    num_slots=4, slot_size=3, input_size=2, encoder=encoder, addressing=addressing, init_scale=0.1
   )
-  x = jnp.ones((2, 5, 4))
+  x = jnp.asarray(np.random.default_rng(5).normal(size=(2, 6, 4)), jnp.float32)
   carry0 = cell.initialize_carry(jax.random.key(1), x[:, 0].shape)
   assert float(jnp.std(carry0.memory)) > 0.01  # noise breaks the symmetry of the rows
   np.testing.assert_array_equal(carry0.memory[0], carry0.memory[1])  # same across the batch
   rnn = nn.RNN(cell)
-  variables = rnn.init(jax.random.key(0), x)
-  assert set(variables["params"]["cell"]) == {"query", "encoder", "strength"}
-  y = rnn.apply(variables, x)
-  assert y.shape == (2, 5, 3) and bool(jnp.isfinite(y).all())
-  bad = matrix.MatrixMemoryCell(num_slots=4, slot_size=3, encoder=nn.Dense(7))
-  with pytest.raises(ValueError, match="encoder output"):
-    nn.RNN(bad).init(jax.random.key(0), x)
+  variables = rnn.init(jax.random.key(0), x, initial_carry=carry0)
+  params = variables["params"]["cell"]
+  assert set(params) == {"query", "encoder", "strength"}
+  y = rnn.apply(variables, x, initial_carry=carry0)
+
+  def encode(p, a):  # the Sequential above, from its parameters
+    e = p["encoder"]
+    h = np.tanh(a @ e["layers_0"]["kernel"] + e["layers_0"]["bias"])
+    return h @ e["layers_2"]["kernel"] + e["layers_2"]["bias"]
+
+  want = _cell_numpy_loop(
+    params, np.asarray(x), 2, 4, addressing, encode=encode, memory=np.asarray(carry0.memory)
+  )
+  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from flax import nnx
 from jax.test_util import check_grads
 
 from memjax.memory import persistent
@@ -153,31 +152,10 @@ def test_cache_ops_ring_and_known_read():
   chex.assert_trees_all_equal(persistent.reset(state), persistent.init_state(2, 1, 1))
 
 
-def test_eval_shape_of_write_is_state():
-  for dtype in (jnp.float32, jnp.bfloat16):
-    state = persistent.init_state(4, 2, 3, dtype)
-    out = jax.eval_shape(persistent.write, state, jnp.ones((2, 3)), jnp.ones((2, 3)))
-    spec = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
-    assert jax.tree.structure(out) == jax.tree.structure(state) and spec(out) == spec(state)
-
-
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
-def test_batch_shapes(batch):
-  rng = np.random.default_rng(4)
-  cell = persistent.PersistentMemoryCell(num_heads=2, num_persistent=2, window=4)
-  x = jnp.asarray(rng.normal(size=batch + (6,)), jnp.float32)
-  carry = cell.initialize_carry(None, x.shape)
-  assert carry.keys.shape == batch + (4, 2, 3) and carry.count.shape == batch
-  assert cell.num_feature_axes == 1
-  (new, y), params = cell.init_with_output(jax.random.key(0), carry, x)
-  assert y.shape == batch + (6,)
-  flat = x.reshape(-1, 6)
-  apply1 = jax.jit(cell.apply)  # one compile for all the unbatched examples
-  for i in range(flat.shape[0]):
-    _, y1 = apply1(params, cell.initialize_carry(None, (6,)), flat[i])
-    np.testing.assert_allclose(y.reshape(-1, 6)[i], y1, rtol=1e-5, atol=1e-6)
+def test_layer_batch_axes_equal_each_example(batch):
   layer = persistent.PersistentMemoryAttention(num_heads=2, num_persistent=2)
-  xs = jnp.asarray(rng.normal(size=batch + (3, 6)), jnp.float32)
+  xs = jnp.asarray(np.random.default_rng(4).normal(size=batch + (3, 6)), jnp.float32)
   lp = layer.init(jax.random.key(1), xs)
   ys = layer.apply(lp, xs)
   assert ys.shape == xs.shape
@@ -221,73 +199,70 @@ def test_grads():
   assert float(jnp.abs(grads["persistent_keys"]).sum()) > 0
 
 
-def test_nnx_bridge_matches_linen():
-  x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 5, 4)), jnp.float32)
-  make = lambda: nn.RNN(persistent.PersistentMemoryCell(num_heads=2, num_persistent=2, window=3))
-  model = nnx.bridge.ToNNX(make(), rngs=nnx.Rngs(0))
-  nnx.bridge.lazy_init(model, x)
-  y = model(x)
-  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-  np.testing.assert_allclose(y, make().apply({"params": params}, x), rtol=1e-6)
-  assert y.shape == x.shape
+_K, _V = jnp.ones((3, 4)), jnp.ones((3, 2))
+_S = persistent.init_state(2, 2, 3)
+_with = persistent.with_persistent
 
 
-def test_no_retrace_across_steps():
-  cell = persistent.PersistentMemoryCell(num_heads=1, num_persistent=2, window=3)
-  x = jnp.ones((2, 4))
-  carry = cell.initialize_carry(None, x.shape)
-  params = cell.init(jax.random.key(0), carry, x)
-
-  chex.clear_trace_counter()
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def persistent_step(carry, x):
-    return cell.apply(params, carry, x)
-
-  for t in range(5):
-    carry, _ = persistent_step(carry, x * t)
-  np.testing.assert_array_equal(carry.count, [5, 5])
-
-
-def test_long_sequence_stays_finite():
-  cell = persistent.PersistentMemoryCell(num_heads=2, num_persistent=4, window=16)
-  x = jnp.asarray(np.random.default_rng(8).normal(size=(2, 2000, 8)) * 10, jnp.float32)
-  rnn = nn.RNN(cell, return_carry=True)
-  carry, y = rnn.apply(rnn.init(jax.random.key(0), x), x)
-  assert bool(jnp.isfinite(y).all()) and bool(jnp.isfinite(carry.keys).all())
-  np.testing.assert_array_equal(carry.count, [2000, 2000])
-
-
-def test_bad_inputs_name_the_argument():
-  k, v = jnp.ones((3, 4)), jnp.ones((3, 2))
-  with pytest.raises(ValueError, match="persistent_keys"):
-    persistent.with_persistent(k, v, jnp.ones((2, 5)), jnp.ones((2, 2)))
-  with pytest.raises(ValueError, match="persistent_values"):
-    persistent.with_persistent(k, v, jnp.ones((2, 4)), jnp.ones((2, 3)))
-  with pytest.raises(ValueError, match="persistent_values has 1 slots"):
-    persistent.with_persistent(k, v, jnp.ones((2, 4)), jnp.ones((1, 2)))
-  with pytest.raises(ValueError, match="values"):
-    persistent.with_persistent(k, jnp.ones((2, 2)), jnp.ones((2, 4)), jnp.ones((2, 2)))
-  with pytest.raises(TypeError, match="mask"):
-    persistent.with_persistent(k, v, jnp.ones((2, 4)), jnp.ones((2, 2)), jnp.ones(3))
-  with pytest.raises(TypeError, match="keys"):
-    persistent.with_persistent(k.astype(jnp.int32), v, jnp.ones((2, 4)), jnp.ones((2, 2)))
-  state = persistent.init_state(2, 2, 3)
-  with pytest.raises(ValueError, match="key must have shape"):
-    persistent.write(state, jnp.ones((3, 2)), jnp.ones((2, 3)))
-  with pytest.raises(ValueError, match="query must have shape"):
-    persistent.read(state, jnp.ones(3), jnp.ones((2, 1, 3)), jnp.ones((2, 1, 3)))
-  with pytest.raises(ValueError, match="window"):
-    persistent.init_state(0, 2, 3)
-  layer = persistent.PersistentMemoryAttention(num_heads=3, num_persistent=2)
-  with pytest.raises(ValueError, match="qkv_features=4 must be divisible by num_heads=3"):
-    layer.init(jax.random.key(0), jnp.ones((2, 4)))
-  layer = persistent.PersistentMemoryAttention(num_heads=2, num_persistent=2)
-  with pytest.raises(ValueError, match="mask must have shape"):
-    layer.init(jax.random.key(0), jnp.ones((2, 4)), jnp.ones((3, 3), bool))
-  with pytest.raises(ValueError, match="x must have rank"):
-    layer.init(jax.random.key(0), jnp.ones(4))
-  cell = persistent.PersistentMemoryCell(num_heads=2, num_persistent=2, window=3)
-  with pytest.raises(ValueError, match="carry.keys"):
-    cell.init(jax.random.key(0), cell.initialize_carry(None, (5, 4)), jnp.ones((2, 4)))
+@pytest.mark.parametrize(
+  "call, error, match",
+  [
+    (lambda: _with(_K, _V, jnp.ones((2, 5)), jnp.ones((2, 2))), ValueError, "persistent_keys"),
+    (lambda: _with(_K, _V, jnp.ones((2, 4)), jnp.ones((2, 3))), ValueError, "persistent_values"),
+    (
+      lambda: _with(_K, _V, jnp.ones((2, 4)), jnp.ones((1, 2))),
+      ValueError,
+      "persistent_values has 1 slots",
+    ),
+    (
+      lambda: _with(_K, jnp.ones((2, 2)), jnp.ones((2, 4)), jnp.ones((2, 2))),
+      ValueError,
+      r"\bvalues\b",
+    ),
+    (
+      lambda: _with(_K, _V, jnp.ones((2, 4)), jnp.ones((2, 2)), jnp.ones(3)),
+      TypeError,
+      r"\bmask\b",
+    ),
+    (
+      lambda: _with(_K.astype(jnp.int32), _V, jnp.ones((2, 4)), jnp.ones((2, 2))),
+      TypeError,
+      "keys must have a floating",
+    ),
+    (
+      lambda: persistent.write(_S, jnp.ones((3, 2)), jnp.ones((2, 3))),
+      ValueError,
+      r"key must have shape \(2, 3\) \[Hd, Dh\], got \(3, 2\)",
+    ),
+    (
+      lambda: persistent.read(_S, jnp.ones(3), jnp.ones((2, 1, 3)), jnp.ones((2, 1, 3))),
+      ValueError,
+      r"query must have shape \(2, 3\) \[Hd, Dh\], got \(3,\)",
+    ),
+    (lambda: persistent.init_state(0, 2, 3), ValueError, r"\bwindow\b"),
+    (
+      lambda: persistent.PersistentMemoryAttention(num_heads=3, num_persistent=2).init(
+        jax.random.key(0), jnp.ones((2, 4))
+      ),
+      ValueError,
+      "qkv_features=4 must be divisible by num_heads=3",
+    ),
+    (
+      lambda: persistent.PersistentMemoryAttention(num_heads=2, num_persistent=2).init(
+        jax.random.key(0), jnp.ones((2, 4)), jnp.ones((3, 3), bool)
+      ),
+      ValueError,
+      "mask must have shape",
+    ),
+    (
+      lambda: persistent.PersistentMemoryAttention(num_heads=2, num_persistent=2).init(
+        jax.random.key(0), jnp.ones(4)
+      ),
+      ValueError,
+      "x must have rank",
+    ),
+  ],
+)
+def test_bad_inputs_name_the_argument(call, error, match):
+  with pytest.raises(error, match=match):
+    call()
