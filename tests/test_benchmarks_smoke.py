@@ -1,17 +1,23 @@
-"""Smoke runs of the benchmarks (retrieval --small, memn2n on generated data): valid JSON lines.
+"""Smoke runs of the benchmarks (retrieval --small, memn2n on generated data): each prints
+JSON lines whose fields are present, typed, and consistent with one another and with the
+exact answers (a figure derived from others equals them up to the printed rounding).
 
 The memn2n run also checks the numpy MemN2N's gradient against JAX's (it asserts before timing).
 """
 
 import json
+import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+FLOAT32_METHODS = ("memjax_f32", "numpy", "faiss")  # exact searches of the float32 keys
 
 
 def _run(env: dict[str, str], script: str, *args: str) -> list[dict]:
@@ -29,51 +35,115 @@ def _run(env: dict[str, str], script: str, *args: str) -> list[dict]:
   return [json.loads(line) for line in lines]  # fails on any non-JSON line
 
 
+def _one(records: list[dict], figure: str) -> dict:
+  (record,) = [r for r in records if r["figure"] == figure]
+  return record
+
+
+def _types(record: dict, types: dict) -> None:
+  for key, kind in types.items():
+    assert isinstance(record[key], kind), (key, record[key])
+
+
 @pytest.fixture(scope="module")
 def records(clean_env):
   # One CPU device, as a user would run it, and one OpenBLAS override for the benchmark to
   # remove (the developer's own OPENBLAS_* / JAX_* / XLA_FLAGS / OMP_* are not inherited).
   env = clean_env(JAX_PLATFORMS="cpu", OPENBLAS_CORETYPE="Haswell")
-  return _run(env, "retrieval.py", "--small", "--repeats=2")
+  return _run(env, "retrieval.py", "--small", "--repeats=2", "--probe_rounds=1")
 
 
 def test_environment_line(records):
-  env = records[0]
-  assert env["figure"] == "environment"
-  assert env["jax"] and env["numpy"] and env["devices"]
+  env = _one(records, "environment")
+  assert env["jax"] == jax.__version__ and env["numpy"] == np.__version__  # this interpreter
+  assert env["jax_backend"] == "cpu" and env["devices"] == ["cpu:0"]  # one device, no flags
+  assert env["xla_flags"] == "" and env["cpu_count"] == os.cpu_count()
   # The benchmark removes OpenBLAS overrides before numpy is imported, and says so.
   assert env["removed_env"] == {"OPENBLAS_CORETYPE": "Haswell"}
-  assert len(env["load"]) == 3
+  assert len(env["load"]) == 3 and all(isinstance(x, float) for x in env["load"])
+
+
+def test_peer_blas_choice_is_the_fastest_probe_and_is_loaded(records):
+  env = _one(records, "environment")
+  choice = _one(records, "blas_choice")
+  assert choice["rounds"] == 1 and choice["probe"][0] == "--probe_blas"
+  assert env["blas_coretypes"] == choice["coretypes"]
+  for library, chosen in choice["coretypes"].items():
+    speeds = choice["median_per_s"][library]  # kernel ('detected' = the library's) -> per s
+    best = max(speeds, key=lambda c, s=speeds: (s[c], c == "detected"))
+    assert (chosen or "detected") == best, (library, speeds)
+    # The measured run loaded the kernel that its probe loaded.
+    loaded = [
+      b["architecture"]
+      for b in env["blas"]
+      if b.get("internal_api") == "openblas" and library in b["filepath"].split("/")[-2]
+    ]
+    assert loaded == choice["kernels_loaded"][library][chosen or "detected"], (library, env)
 
 
 def test_one_figure_per_method(records):
-  figures = [r for r in records if r["figure"] == "exact_top_k_queries_per_s"]
-  methods = {r["method"] for r in figures}
-  assert {"memjax_f32", "memjax_bf16", "numpy"} <= methods
-  for r in figures:
-    assert r["n"] == 2048 and r["k"] == 8 and r["batch"] == 64
-    assert r["queries_per_s"] > 0
-    assert r["queries_per_s"] == pytest.approx(r["batch"] / r["median_s"], rel=1e-2)
-    assert len(r["all_s"]) == r["repeats"] == 2
-    assert r["ratio_to_numpy"] > 0
-    assert 0.0 <= r["recall_at_k"] <= 1.0
-    if r["method"] != "memjax_bf16":  # exact float32 searches
-      assert r["recall_at_k"] >= 0.99
-  by_method = {r["method"]: r for r in figures}
-  assert by_method["numpy"]["ratio_to_numpy"] == 1.0
-  if "faiss" in by_method:
-    assert by_method["faiss"]["ratio_to_faiss"] == 1.0
-    assert "goal_met" in by_method["memjax_f32"]
+  figures = {r["method"]: r for r in records if r["figure"] == "exact_top_k_queries_per_s"}
+  assert {"memjax_f32", "memjax_bf16", "numpy"} <= set(figures)
+  if "faiss" not in figures:
+    assert _one(records, "skipped") == {
+      "figure": "skipped",
+      "method": "faiss",
+      "why": "faiss not installed",
+    }
+  qps = {name: r["queries_per_s"] for name, r in figures.items()}
+  for name, r in figures.items():
+    _types(r, {"queries_per_s": float, "median_s": float, "min_s": float, "recall_at_k": float})
+    assert (r["n"], r["dim"], r["batch"], r["k"], r["repeats"]) == (2048, 16, 64, 8, 2)
+    # Derived figures equal their sources up to the printed rounding (6 decimals, 1, 3).
+    assert len(r["all_s"]) == 2 and r["min_s"] == min(r["all_s"]) > 0
+    assert r["median_s"] == pytest.approx(statistics.median(r["all_s"]), abs=1.1e-6)
+    assert r["queries_per_s"] == pytest.approx(r["batch"] / r["median_s"], rel=5e-6 / r["median_s"])
+    assert r["ratio_to_numpy"] == pytest.approx(qps[name] / qps["numpy"], abs=6e-4)
+    if "faiss" in qps:
+      assert r["ratio_to_faiss"] == pytest.approx(qps[name] / qps["faiss"], abs=6e-4)
+    else:
+      assert r["ratio_to_faiss"] is None
+    assert r["load_before"] and r["load_after"]
+    # The float32 searches find the exact top-k (scored in float64): they agree.
+    if name in FLOAT32_METHODS:
+      assert r["recall_at_k"] == 1.0, (name, r["recall_at_k"])
+  assert figures["numpy"]["ratio_to_numpy"] == 1.0
+  # bfloat16 keys: a few near-ties may swap; the issue's goal is recall >= 0.99.
+  assert 0.99 <= figures["memjax_bf16"]["recall_at_k"] < 1.0
+  for name, goal in (
+    ("memjax_f32", {"min_ratio_to_faiss": 0.9}),
+    ("memjax_bf16", {"min_ratio_to_faiss": 1.5, "min_recall": 0.99}),
+  ):
+    r = figures[name]
+    if "faiss" in figures:
+      assert r["goal"] == goal
+      met = r["ratio_to_faiss"] >= goal["min_ratio_to_faiss"]
+      assert r["goal_met"] == (met and r["recall_at_k"] >= goal.get("min_recall", 0.0))
+    else:
+      assert "goal_met" not in r
 
 
 def test_memn2n_benchmark_smoke(clean_env):
   env = clean_env(JAX_PLATFORMS="cpu")
-  records = _run(env, "memn2n.py", "--synthetic", "--seconds=0.2", "--batches=32")
-  assert records[0]["figure"] == "setup" and records[0]["data"] == "generated"
-  (fig,) = [r for r in records if r["figure"] == "train_examples_per_s"]
-  assert fig["batch"] == 32 and fig["numpy"] > 0 and fig["memjax"] > 0
+  # --peer_blas=detect: the kernel probes (a process per kernel, each checking the
+  # gradients) are the retrieval smoke run's to exercise; this run checks the figures.
+  records = _run(
+    env, "memn2n.py", "--synthetic", "--seconds=0.2", "--batches=32", "--peer_blas=detect"
+  )
+  setup = _one(records, "setup")
+  assert setup["data"] == "generated" and setup["env"]["devices"] == ["cpu:0"]
+  assert setup["env"]["blas_coretypes"] == {}  # detect: no kernel chosen
+  fig = _one(records, "train_examples_per_s")
+  _types(fig, {"numpy": int, "memjax": int, "memjax_padded": int, "speedup_vs_numpy": float})
+  assert fig["batch"] == 32 and min(fig["numpy"], fig["memjax"], fig["memjax_padded"]) > 0
   # The speed-up is the median of the rounds' ratios (numpy and memjax take turns).
-  assert len(fig["speedup_per_round"]) == 5
-  assert abs(fig["speedup_vs_numpy"] - np.median(fig["speedup_per_round"])) < 0.06
-  assert fig["goal_speedup"] == 30.0 and isinstance(fig["meets_goal"], bool)
-  assert abs(fig["speedup_vs_issue_numpy"] - fig["memjax"] / fig["issue_numpy"]) < 0.1
+  ratios = fig["speedup_per_round"]
+  assert len(ratios) == 5
+  assert fig["speedup_vs_numpy"] == pytest.approx(statistics.median(ratios), abs=0.051)
+  assert fig["goal_speedup"] == 30.0
+  assert fig["meets_goal"] == (fig["speedup_vs_numpy"] >= 30.0) or (
+    abs(fig["speedup_vs_numpy"] - 30.0) <= 0.05  # the unrounded median decides
+  )
+  # memjax's printed examples/s over the issue's numpy figure, rounded to one decimal.
+  expect = fig["memjax"] / fig["issue_numpy"]
+  assert fig["speedup_vs_issue_numpy"] == pytest.approx(expect, abs=0.05 + 0.5 / fig["issue_numpy"])
