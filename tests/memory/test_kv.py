@@ -67,9 +67,9 @@ class _NumpyKV:
     self.step += 1
     return idx, [scores[i] for i in idx], self.values[idx]
 
-  def assert_equal(self, state):
-    np.testing.assert_allclose(state.keys, self.keys, rtol=1e-6)
-    np.testing.assert_allclose(state.values, self.values, rtol=1e-6)
+  def assert_equal(self, state, atol=0.0):
+    np.testing.assert_allclose(state.keys, self.keys, rtol=1e-6, atol=atol)
+    np.testing.assert_allclose(state.values, self.values, rtol=1e-6, atol=atol)
     np.testing.assert_array_equal(state.written, self.written)
     np.testing.assert_array_equal(state.last_read, self.last_read)
     np.testing.assert_array_equal(state.hits, self.hits)
@@ -298,14 +298,16 @@ def test_bad_inputs_name_the_argument(call, error, match):
 def _cell_numpy_loop(params, x, input_size, n, k, policy, threshold=None):
   """Numpy reference of KVCell over x [B, T, F] with the loop store above.
 
-  Returns ``(y, in_place)``: the outputs and how many writes updated a slot in place.
+  Returns ``(y, stores, in_place)``: the outputs, each example's final store and how
+  many writes updated a slot in place.
   """
   p = jax.tree.map(np.asarray, params)
   dense = lambda name, a: a @ p[name]["kernel"] + p[name]["bias"]
   out = np.zeros(x.shape[:2] + (p["value"]["kernel"].shape[1],))
-  in_place = 0
+  in_place, stores = 0, []
   for b in range(x.shape[0]):
     ref = _NumpyKV(n, p["key"]["kernel"].shape[1], p["value"]["kernel"].shape[1])
+    stores.append(ref)
     for t in range(x.shape[1]):
       xt, yt = x[b, t, :input_size], x[b, t, input_size:]
       _, scores, values = ref.read_and_touch(dense("query", xt), k)
@@ -314,7 +316,7 @@ def _cell_numpy_loop(params, x, input_size, n, k, policy, threshold=None):
         w = np.where(np.isfinite(scores), np.exp(scores - scores.max()), 0.0)
         out[b, t] = (w / w.sum()) @ values
       in_place += ref.write(dense("key", xt), dense("value", yt), policy, threshold)
-  return out, in_place
+  return out, stores, in_place
 
 
 @pytest.mark.parametrize(
@@ -336,12 +338,14 @@ def test_cell_matches_numpy_loop(kwargs):
   params = rnn.init(jax.random.key(0), x)["params"]
   carry, y = rnn.apply({"params": params}, x)
   policy, threshold = kwargs.get("policy", "ring"), kwargs.get("update_threshold")
-  want, in_place = _cell_numpy_loop(
+  want, stores, in_place = _cell_numpy_loop(
     params["cell"], np.asarray(x), input_size, n, k, policy, threshold
   )
   np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(y[:, 0], 0.0)  # nothing stored before the first write
   np.testing.assert_array_equal(carry.step, [16, 16])  # one read + one write per step
+  for b, ref in enumerate(stores):  # the whole store: slots, clocks, hits, validity
+    ref.assert_equal(jax.tree.map(lambda a, b=b: a[b], carry), atol=1e-6)
   # The data exercise the rule under test: in-place updates happen iff a threshold is set
   # (and then not for every write, so the policy still evicts).
   assert (0 < in_place < 2 * (8 - n)) if threshold is not None else in_place == 0
