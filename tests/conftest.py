@@ -1,5 +1,13 @@
 """Test configuration: 8 fake CPU devices, strict rank promotion, no inherited JAX settings.
 
+The test platform is decided here, once: every test runs on the CPU backend with 8 fake
+devices (``JAX_PLATFORMS=cpu`` and ``--xla_force_host_platform_device_count=8`` are set,
+not defaulted), on any machine, with or without an accelerator or a preset variable. So
+tests state what they expect of that platform (8 devices, the CPU compile options, exact
+CPU top-k) as plain assertions and never skip on the device count; the notebooks that
+nbmake runs inherit the same environment. Accelerator checks belong in scripts run on
+purpose, not in this suite.
+
 Tests set the environment they depend on and never read the developer's: every JAX_* and
 XLA_FLAGS variable is dropped here, before JAX is imported (a developer's JAX_ENABLE_X64 or
 XLA flags would otherwise change what the tests compute), and a test that starts a process
