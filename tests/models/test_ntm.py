@@ -7,9 +7,9 @@ import numpy as np
 from flax import nnx
 
 from memjax.models.ntm import ntm_model, trace_ntm
+from tests import _numpy_refs as refs
 
 N, W, H, F, OUT, T = 8, 5, 12, 6, 4, 7
-EPS = 1e-6  # memjax.ops.addressing's epsilon (cosine norms, sharpening)
 
 
 def _random_params(model, xs, scale, seed=0):
@@ -45,19 +45,12 @@ def _heads(raw, k):
   )
 
 
-def _address(memory, heads, w_prev, k):
-  """Content focus, interpolation, circular shift by -k..k, sharpening; [Hd, N]."""
-  norms = np.linalg.norm(memory, axis=1) + EPS
-  out = np.zeros_like(w_prev)
-  for h in range(w_prev.shape[0]):
-    cos = memory @ heads["key"][h] / ((np.linalg.norm(heads["key"][h]) + EPS) * norms)
-    z = heads["beta"][h] * cos
-    content = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    w = heads["gate"][h] * content + (1 - heads["gate"][h]) * w_prev[h]
-    shifted = sum(heads["shift"][h][d + k] * w[(np.arange(N) - d) % N] for d in range(-k, k + 1))
-    sharp = (shifted + EPS) ** heads["gamma"][h]
-    out[h] = sharp / (sharp.sum() + EPS)
-  return out
+def _address(memory, heads, w_prev):
+  """Every head's addressing ([Hd, N]) by the shared numpy reference."""
+  names = ("key", "beta", "gate", "shift", "gamma")
+  return np.stack(
+    [refs.ntm_address(memory, *(heads[n][h] for n in names), w_prev[h]) for h in range(len(w_prev))]
+  )
 
 
 def _np_feedforward_ntm(p, xs, reads_n, writes_n, k=1, clip=20.0):
@@ -73,10 +66,10 @@ def _np_feedforward_ntm(p, xs, reads_n, writes_n, k=1, clip=20.0):
     h = np.clip(np.tanh(dense("controller", np.concatenate([x, reads.ravel()]))), -clip, clip)
     wheads = _heads(np.clip(dense("write_heads", h), -clip, clip).reshape(writes_n, -1), k)
     rheads = _heads(np.clip(dense("read_heads", h), -clip, clip).reshape(reads_n, -1), k)
-    write_w = _address(memory, wheads, write_w, k)
+    write_w = _address(memory, wheads, write_w)
     keep = np.prod(1 - write_w[:, :, None] * wheads["erase"][:, None, :], axis=0)
     memory = memory * keep + write_w.T @ wheads["add"]
-    read_w = _address(memory, rheads, read_w, k)
+    read_w = _address(memory, rheads, read_w)
     reads = read_w @ memory
     logits.append(np.clip(dense("output", np.concatenate([h, reads.ravel()])), -clip, clip))
     read_ws.append(read_w)
