@@ -164,6 +164,7 @@ def write(
 
   Returns:
     The new state (same structure, shapes and dtypes), ``position`` advanced by one.
+    Rows with weight 0 are unchanged (a NaN in ``vector`` reaches only the rows written).
     Differentiable in the memory, ``vector``, ``strength`` and soft weights.
 
   Raises:
@@ -185,6 +186,9 @@ def write(
   dtype = state.memory.dtype
   weights = address_weights(address, state.memory.shape[0], dtype).astype(dtype)
   update = strength.astype(dtype) * weights[:, None] * vector.astype(dtype)[None, :]
+  # Rows with weight 0 are left exactly as they were: a NaN or inf in the vector must not
+  # reach them through 0 * NaN (a hard write would otherwise corrupt every row).
+  update = jnp.where(weights[:, None] != 0, update, jnp.zeros((), dtype))
   return MatrixState(memory=state.memory + update, position=state.position + 1)
 
 
