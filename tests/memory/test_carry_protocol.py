@@ -311,20 +311,20 @@ def _weak_types(tree):
   [((), jnp.float32, False), ((2, 3), jnp.float32, False), ((3,), jnp.bfloat16, False)]
   + [((3,), jnp.float32, True)],  # 64-bit mode: an int64 / float64 leaf would show
 )
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_call_returns_a_carry_typed_like_the_one_it_got(name, batch, dtype, x64):
+def test_call_returns_a_carry_typed_like_the_one_it_got(name, jit, batch, dtype, x64):
   with jax.enable_x64(x64):
     cell = CELLS[name]().clone(dtype=dtype)
     x = _inputs(batch + (F,), seed=8).astype(dtype)
     carry = cell.initialize_carry(jax.random.key(0), x.shape)
     params = {"params": _params(name)["cell"]}  # float32 parameters for every case
-    for apply in (cell.apply, jax.jit(cell.apply)):
-      new, y = apply(params, carry, x)
-      chex.assert_trees_all_equal_structs(new, carry)
-      chex.assert_trees_all_equal_shapes_and_dtypes(new, carry)
-      assert _weak_types(new) == _weak_types(carry)
-      assert y.dtype == dtype and y.shape == batch + (OUTPUT_SIZE[name],)
-      assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
+    new, y = (jax.jit(cell.apply) if jit else cell.apply)(params, carry, x)
+    chex.assert_trees_all_equal_structs(new, carry)
+    chex.assert_trees_all_equal_shapes_and_dtypes(new, carry)
+    assert _weak_types(new) == _weak_types(carry)
+    assert y.dtype == dtype and y.shape == batch + (OUTPUT_SIZE[name],)
+    assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
