@@ -187,8 +187,7 @@ def test_blocked_search_never_materialises_all_scores():
   full = 512 * 65536 * 4  # bytes of a [Q, N] float32 score matrix (128 MiB)
   search = jax.jit(lambda q, k: top_k_search(q, k, 8, block_size=4096, query_block_size=128))
   stats = search.lower(q, keys).compile().memory_analysis()
-  if stats is None:
-    pytest.skip("no memory analysis on this backend")
+  assert stats is not None  # XLA:CPU (forced by tests/conftest.py) reports it
   assert stats.temp_size_in_bytes < full / 8
 
 
