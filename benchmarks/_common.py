@@ -79,7 +79,12 @@ def coretype_candidates() -> list[str]:
 
 
 def run_with_best_blas(
-  script: str, argv: list[str], probe_argv: list[str], libraries: list[str], rounds: int = 3
+  script: str,
+  argv: list[str],
+  probe_argv: list[str],
+  libraries: list[str],
+  removed: dict[str, str],
+  rounds: int = 3,
 ) -> int:
   """Chooses each peer library's fastest OpenBLAS kernel here, then runs ``script`` with it.
 
@@ -89,11 +94,11 @@ def run_with_best_blas(
   "library", "per_s", "blas"}``. Each library gets the kernel with the highest median speed
   (ties: the library's own detection). Then emits a ``blas_choice`` line and runs
   ``script *argv`` with the choice in its environment (see :func:`prepare_blas_env`);
-  returns its exit status.
+  returns its exit status. ``removed``: what :func:`prepare_blas_env` removed from this
+  process (passed on, so the measured run reports it).
   """
   import subprocess  # noqa: PLC0415
 
-  removed = {name: os.environ.pop(name) for name in _BLAS_VARS if name in os.environ}
   candidates = coretype_candidates()
   speeds: dict[str, dict[str, list[float]]] = {
     lib: {c: [] for c in candidates} for lib in libraries

@@ -385,7 +385,9 @@ def main():
     ]
     probe_argv += ["--synthetic"] if args.synthetic else []
     script = os.path.abspath(__file__)
-    sys.exit(_common.run_with_best_blas(script, argv, probe_argv, ["numpy"], args.probe_rounds))
+    sys.exit(
+      _common.run_with_best_blas(script, argv, probe_argv, ["numpy"], _REMOVED, args.probe_rounds)
+    )
 
   data, source = load(synthetic_only=args.synthetic)
   vocab, d, hops = len(data.vocab), EMBEDDING_SIZE, NUM_HOPS

@@ -321,7 +321,9 @@ def main(argv=None) -> None:
       *([f"--threads={args.threads}"] if args.threads else []),
     ]
     script = os.path.abspath(__file__)
-    sys.exit(_common.run_with_best_blas(script, argv, probe_argv, peers, args.probe_rounds))
+    sys.exit(
+      _common.run_with_best_blas(script, argv, probe_argv, peers, _REMOVED, args.probe_rounds)
+    )
   run(args)
 
 
