@@ -25,6 +25,7 @@ Hard indices are not differentiable; gradients flow to the returned ``scores`` a
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -110,12 +111,12 @@ def _two_stage_ok(n: int, k: int, chunk: int) -> bool:
 
 
 def _exact_top_k(
-  scores: jax.Array, k: int, chunk: int = _CHUNK, nan_free: jax.Array | bool = False
+  scores: jax.Array, k: int, chunk: int = _CHUNK, nan_free: bool = False
 ) -> tuple[jax.Array, jax.Array]:
   """Exact top-k of ``scores [Q, n]`` along the last axis; ties: lower index first.
 
-  NaN ranks as -inf and is returned as NaN. ``nan_free`` (a bool, or a traced bool) says
-  the caller knows no score is NaN: the chunk maxima are then taken from the raw scores.
+  NaN ranks as -inf and is returned as NaN. ``nan_free`` says the caller knows no score
+  is NaN: the chunk maxima are then taken from the raw scores.
   XLA's CPU max-reduction does not reliably propagate NaN (a chunk holding a NaN can
   report the max of only part of its slots), so otherwise they are taken from the scores
   with NaN as -inf, which costs one more pass over the scores.
@@ -126,16 +127,10 @@ def _exact_top_k(
     return values, indices.astype(jnp.int32)
   n_main = (n // chunk) * chunk
   main = scores[:, :n_main].reshape(q, n_main // chunk, chunk)
-  if nan_free is True:
+  if nan_free:
     chunk_max = jnp.max(main, axis=-1)
-  elif nan_free is False:
-    chunk_max = jnp.max(_rank_key(main), axis=-1)
   else:
-    chunk_max = jax.lax.cond(
-      nan_free,
-      lambda: jnp.max(main, axis=-1),
-      lambda: jnp.max(_rank_key(main), axis=-1),  # each chunk's best non-NaN score
-    )
+    chunk_max = jnp.max(_rank_key(main), axis=-1)  # each chunk's best non-NaN score
   _, chunk_ids = jax.lax.top_k(chunk_max, k)
   chunk_ids = jnp.sort(chunk_ids, axis=-1)  # slot order, for ties
   cand = jnp.take_along_axis(main, chunk_ids[:, :, None], axis=1).reshape(q, k * chunk)
@@ -185,34 +180,28 @@ def _leading_axis_sharded(x: jax.Array) -> bool:
   return len(spec) > 0 and spec[0] is not None
 
 
-def _block_norms(x: jax.Array, num_blocks: int) -> jax.Array:
-  """``[num_blocks]`` Frobenius norms of the row blocks of ``x [num_blocks * B, K]``.
-
-  One sum-reduction (sums propagate NaN and inf, unlike XLA's CPU max): the norm is finite
-  exactly when the block is finite and its squares do not overflow, and it bounds every
-  entry's magnitude.
-  """
-  x = x.reshape(num_blocks, -1, x.shape[-1]).astype(jnp.float32)
-  return jnp.sqrt(jnp.sum(x * x, axis=(1, 2)))
-
-
-def _nan_free(norm_q, norm_k, feature_size, acc) -> jax.Array:
-  """True when no built-in similarity can give NaN for these query and key blocks.
+def _nan_free(q: jax.Array, keys: jax.Array, acc) -> jax.Array:
+  """True when no built-in similarity can give a NaN score for these queries and keys.
 
   Finite inputs give a NaN score only through an overflow (``inf - inf``); with entries
-  bounded by ``a_q`` and ``a_k`` (here the blocks' norms),
-  ``|2 q.k - |q|^2 - |k|^2| <= K (a_q + a_k)^2``, which bounds every partial sum of dot,
-  scaled_dot, cosine and neg_sq_l2. A NaN or inf norm fails the test.
+  bounded by ``a_q`` and ``a_k``, ``|2 q.k - |q|^2 - |k|^2| <= K (a_q + a_k)^2``, which
+  bounds every partial sum of dot, scaled_dot, cosine and neg_sq_l2. The bounds used are
+  the Frobenius norms: one sum-reduction each (sums propagate NaN and inf, unlike XLA's
+  CPU max), so a NaN or inf anywhere fails the test.
   """
+
+  def norm(x):
+    x = x.astype(jnp.float32)
+    return jnp.sqrt(jnp.sum(x * x))
+
   bound = jnp.float32(jnp.finfo(acc).max) / 4
-  return jnp.float32(feature_size) * (norm_q + norm_k) ** 2 < bound
+  return jnp.float32(q.shape[-1]) * (norm(q) + norm(keys)) ** 2 < bound
 
 
-def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk, builtin=True):
+def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk, nan_free=False):
   """Top-k of ``score(q, keys)`` for ``q [Q, K]``, ``keys [N, K]``, streamed in blocks.
 
-  ``builtin``: the similarity is one of memjax's, so a block whose inputs are finite and
-  small enough (:func:`_nan_free`) skips the NaN handling's extra pass.
+  ``nan_free``: no score can be NaN (the chunk maxima skip the NaN handling's extra pass).
   """
   nq, n = q.shape[0], keys.shape[0]
   key_block = min(key_block, n)
@@ -224,10 +213,6 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk, buil
   num_kb = n // key_block
   num_qb = -(-nq // query_block)
   q_pad = jnp.pad(q, ((0, num_qb * query_block - nq), (0, 0)))
-  acc = jnp.promote_types(jnp.result_type(q, keys), jnp.float32)
-  if builtin:
-    q_norms = _block_norms(q_pad, num_qb)
-    k_norms = _block_norms(keys[: num_kb * key_block], num_kb)
 
   def block_top_k(qb, kb, vb, offset, nan_free):
     s = score(qb, kb)
@@ -242,9 +227,6 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk, buil
     kb = jax.lax.dynamic_slice_in_dim(keys, b * key_block, key_block)
     vb = None if valid is None else jax.lax.dynamic_slice_in_dim(valid, b * key_block, key_block)
     qb = jax.lax.dynamic_slice_in_dim(q_pad, j * query_block, query_block)
-    nan_free = False
-    if builtin:
-      nan_free = _nan_free(q_norms[j], k_norms[b], q.shape[-1], acc)
     return block_top_k(qb, kb, vb, b * key_block, nan_free)
 
   v, i = jax.lax.map(step, jnp.arange(num_kb * num_qb, dtype=jnp.int32))
@@ -257,7 +239,7 @@ def _blocked_top_k(score, q, keys, valid, k, key_block, query_block, chunk, buil
   if rest:
     start = num_kb * key_block
     vr = None if valid is None else valid[start:]
-    rv, ri = block_top_k(q, keys[start:], vr, start, False)
+    rv, ri = block_top_k(q, keys[start:], vr, start, nan_free)
     v, i = jnp.concatenate([v, rv], axis=-1), jnp.concatenate([i, ri], axis=-1)
   if num_kb == 1 and not rest:
     return v, i.astype(jnp.int32)
@@ -329,8 +311,8 @@ def top_k_search(
   if q.shape[0] == 0:
     return jnp.zeros((*batch, k), out_dtype), jnp.zeros((*batch, k), jnp.int32)
   score = _score_fn(sim, query, keys)
-  builtin = any(sim is f for f in _SIMILARITIES.values())
-  scores, indices = _blocked_top_k(
+  search = functools.partial(
+    _blocked_top_k,
     score,
     jax.lax.stop_gradient(q),
     jax.lax.stop_gradient(keys),
@@ -339,8 +321,16 @@ def top_k_search(
     block_size,
     query_block_size,
     chunk_size,
-    builtin,
   )
+  if any(sim is f for f in _SIMILARITIES.values()):
+    # A NaN-free search (the usual case) keeps the fast chunk maxima; one pass over the
+    # queries and keys decides, and only one of the two programs runs.
+    acc = jnp.promote_types(out_dtype, jnp.float32)
+    scores, indices = jax.lax.cond(
+      _nan_free(q, keys, acc), lambda: search(nan_free=True), lambda: search(nan_free=False)
+    )
+  else:  # a callable may make NaN from finite inputs
+    scores, indices = search(nan_free=False)
   scores = _with_gradient(scores.astype(out_dtype), score, q, keys, indices)
   return scores.reshape(*batch, k), indices.reshape(*batch, k)
 

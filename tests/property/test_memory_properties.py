@@ -204,7 +204,7 @@ def _count_retrieval(counts, case, scores):
   counts["two-stage (N=300)"] += case["keys"].shape[0] == 300
 
 
-@_settings(35)
+@_settings(30)
 @given(_retrieval_cases(("dot", "neg_sq_l2"), integer=True))
 def test_top_k_read_equals_numpy_exactly(case):
   """Integer data: exact scores, so indices (ties included), scores and values are exact."""
@@ -234,7 +234,7 @@ def test_top_k_read_equals_numpy_exactly(case):
   _count_retrieval(COUNTS["top-k exact (dot, L2)"], case, want_s)
 
 
-@_settings(20)
+@_settings(16)
 @given(_retrieval_cases(("cosine", "dot", "neg_sq_l2"), integer=False))
 def test_top_k_search_is_a_correct_top_k(case):
   """Real-valued data (float32): the chosen slots are a top-k of the numpy scores, in
@@ -378,7 +378,7 @@ def _kv_run(keys, values, active, query, num_slots, k):
   return state, kv.read(state, query, k=k, similarity="dot")
 
 
-@_settings(25)
+@_settings(20)
 @given(st.data())
 def test_kv_ring_writes_then_top_k_read(data):
   """M ring writes into N slots, then a top-k read: item i sits in slot i % N."""
