@@ -3,7 +3,7 @@
 Both train the paper's joint bAbI 1k model (PE, TE, RN off, adjacent tying, 3 hops,
 d=50, memory 50) with SGD at batch 32 and 256 on the same data, and the numpy gradient
 is checked against JAX's on one batch first. Prints one JSON line per figure: training
-examples/s of each, the speed-up over numpy (the issue's goal: 30x at batch 32) and, given
+examples/s of each, the speed-up over numpy (our goal: 30x at batch 32) and, given
 a joint run's ``results.json``, its wall time.
 
     python benchmarks/memn2n.py [--results runs/babi_joint_1k/results.json] [--seconds 20]
@@ -27,8 +27,8 @@ memjax padded / memjax ex/s (medians over rounds):
     batch 256, run 1:  2,026 / 13,792 / 52,852   26.3x numpy
     batch 256, run 2:  2,112 / 15,045 / 58,019   27.3x numpy
 
-(2026-11-25, two runs, load 1.3-2.1.) The issue's goal, 30x at batch 32, is met; against
-the issue's quoted numpy figure (4,300 ex/s) memjax is 14.9x / 18.3x.
+(2026-11-25, two runs, load 1.3-2.1.) Our goal, 30x at batch 32, is met; against
+a reference numpy figure (4,300 ex/s) memjax is 14.9x / 18.3x.
 
 Earlier figures (one measurement each, in sequence, not in turns; quiet machine):
 batch 32 2,631 / 21,310 / 67,538 (25.7x) before the 2026-11-25 changes below; 2,768 /
@@ -140,7 +140,7 @@ PE_LENGTH = 0
 CLIP_PER_PARAM = False
 LEARNING_RATE = 0.01
 
-GOAL_SPEEDUP = 30.0  # the issue's goal: memjax >= 30x the numpy MemN2N at batch 32
+GOAL_SPEEDUP = 30.0  # our goal: memjax >= 30x the numpy MemN2N at batch 32
 # The issue quotes "about 4,300 examples/s" for its numpy MemN2N on this machine; ours
 # measures less (see the docstring), so each batch-32 line gives both ratios.
 ISSUE_NUMPY_EX_PER_S = 4300.0

@@ -14,7 +14,7 @@ It prints one JSON line per figure (throughput in queries/s, with ratios to fais
 numpy, and recall@k against the exact top-k of the float32 data, scored in float64), and
 a first line describing the machine (device, jax version, BLAS kernels and threads, load).
 
-Usage (the issue's setting, and a seconds-long smoke run):
+Usage (the README's setting, and a seconds-long smoke run):
 
   python benchmarks/retrieval.py --n=65536,1048576 --dim=128 --batch=1024 --k=32
   python benchmarks/retrieval.py --small
@@ -47,7 +47,7 @@ _REMOVED = _common.prepare_blas_env()  # before numpy is imported
 
 import numpy as np  # noqa: E402
 
-GOALS = {  # the goals, checked in the output (ratio to faiss; recall)
+GOALS = {  # our goals, checked in the output (ratio to faiss; recall)
   "memjax_f32": {"min_ratio_to_faiss": 0.9},
   "memjax_bf16": {"min_ratio_to_faiss": 1.5, "min_recall": 0.99},
 }
