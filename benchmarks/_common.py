@@ -78,6 +78,29 @@ def coretype_candidates() -> list[str]:
   return candidates
 
 
+def add_peer_blas_flags(parser, peers: str, probe_rounds: int) -> None:
+  """``--peer_blas`` (auto | detect), ``--probe_rounds`` and the hidden ``--probe_blas``.
+
+  ``peers`` names the OpenBLAS users in the help text (e.g. "numpy and faiss").
+  """
+  import argparse  # noqa: PLC0415
+
+  parser.add_argument(
+    "--peer_blas",
+    choices=("auto", "detect"),
+    default="auto",
+    help=f"auto: probe the OpenBLAS kernels this CPU allows and run {peers} with the fastest; "
+    "detect: the libraries' own CPU detection",
+  )
+  parser.add_argument(
+    "--probe_rounds",
+    type=int,
+    default=probe_rounds,
+    help="--peer_blas=auto: probe rounds per kernel",
+  )
+  parser.add_argument("--probe_blas", action="store_true", help=argparse.SUPPRESS)
+
+
 def run_with_best_blas(
   script: str,
   argv: list[str],

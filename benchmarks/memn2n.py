@@ -364,17 +364,7 @@ def main():
   parser.add_argument("--rounds", type=int, default=5, help="turns the contenders take")
   parser.add_argument("--batches", default="32,256", help="comma-separated batch sizes")
   parser.add_argument("--synthetic", action="store_true", help="generated data (smoke runs)")
-  parser.add_argument(
-    "--peer_blas",
-    choices=("auto", "detect"),
-    default="auto",
-    help="auto: probe the OpenBLAS kernels this CPU allows and run numpy with its fastest; "
-    "detect: numpy's own CPU detection",
-  )
-  parser.add_argument(
-    "--probe_rounds", type=int, default=2, help="--peer_blas=auto: probe rounds per kernel"
-  )
-  parser.add_argument("--probe_blas", action="store_true", help=argparse.SUPPRESS)
+  _common.add_peer_blas_flags(parser, "numpy", probe_rounds=2)
   argv = sys.argv[1:]
   args = parser.parse_args(argv)
   if args.peer_blas == "auto" and not args.probe_blas and not _common.blas_choice():

@@ -84,17 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     "For XLA this sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false "
     "intra_op_parallelism_threads=1 (only 1 is supported), before jax is imported",
   )
-  p.add_argument(
-    "--peer_blas",
-    choices=("auto", "detect"),
-    default="auto",
-    help="auto: probe the OpenBLAS kernels this CPU allows and run numpy and faiss with "
-    "their fastest; detect: each library's own CPU detection",
-  )
-  p.add_argument(
-    "--probe_rounds", type=int, default=3, help="--peer_blas=auto: probe rounds per kernel"
-  )
-  p.add_argument("--probe_blas", action="store_true", help=argparse.SUPPRESS)
+  _common.add_peer_blas_flags(p, "numpy and faiss", probe_rounds=3)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument(
     "--small",
