@@ -24,6 +24,7 @@ from memjax.data.vocab import OutOfVocabularyError, Vocab
 
 _LAZY = {
   "babi": ("memjax.data.babi", None),
+  "omniglot": ("memjax.data.omniglot", None),
   "Babi": ("memjax.data.babi.builder", "Babi"),
   "BabiArrays": ("memjax.data.babi.arrays", "BabiArrays"),
   "load_arrays": ("memjax.data.babi.arrays", "load_arrays"),

@@ -1,18 +1,23 @@
-"""Memory families: each a State NamedTuple, pure init/read/write ops and a Flax cell.
+"""Memory families: each a State NamedTuple, pure init/read/write/reset ops and a cell.
 
 Import a family module for its pure functions (``from memjax.memory import kv;
-kv.write(state, ...)``) or take its cell from here (``memjax.memory.KVCell``).
+kv.write(state, ...)``) or take its cell from here: the linen cell (``KVCell``, for
+``nn.RNN``) or its NNX form (``NNXKVCell``, for ``nnx.RNN``), which run the same step.
+``load_linen_params`` (or a linen cell's ``to_nnx``) moves trained parameters across.
 """
 
 from memjax.memory import attention, gated, holographic, kv, matrix, ntm, persistent
-from memjax.memory.attention import AttentionMemoryCell, AttentionState
-from memjax.memory.gated import GatedMemoryCell, GatedMemoryLayer, GatedState
-from memjax.memory.holographic import HolographicCell, HRRState
-from memjax.memory.kv import KVCell, KVState
-from memjax.memory.matrix import MatrixMemoryCell, MatrixState
-from memjax.memory.ntm import NTMCell, NTMState
+from memjax.memory._nnx import load_linen_params
+from memjax.memory.attention import AttentionMemoryCell, AttentionState, NNXAttentionMemoryCell
+from memjax.memory.gated import GatedMemoryCell, GatedMemoryLayer, GatedState, NNXGatedMemoryCell
+from memjax.memory.holographic import HolographicCell, HRRState, NNXHolographicCell
+from memjax.memory.kv import KVCell, KVState, NNXKVCell
+from memjax.memory.matrix import MatrixMemoryCell, MatrixState, NNXMatrixMemoryCell
+from memjax.memory.ntm import NNXNTMCell, NTMCell, NTMState
 from memjax.memory.persistent import (
   CacheState,
+  NNXPersistentMemoryAttention,
+  NNXPersistentMemoryCell,
   PersistentMemoryAttention,
   PersistentMemoryCell,
   with_persistent,
@@ -43,4 +48,13 @@ __all__ = [
   "PersistentMemoryAttention",
   "PersistentMemoryCell",
   "with_persistent",
+  "NNXAttentionMemoryCell",
+  "NNXGatedMemoryCell",
+  "NNXHolographicCell",
+  "NNXKVCell",
+  "NNXMatrixMemoryCell",
+  "NNXNTMCell",
+  "NNXPersistentMemoryAttention",
+  "NNXPersistentMemoryCell",
+  "load_linen_params",
 ]

@@ -77,6 +77,23 @@ def split_input(x: jax.Array, input_size: int | None) -> tuple[jax.Array, jax.Ar
   return x[..., :input_size], x[..., input_size:]
 
 
+def io_sizes(in_features: int, input_size: int | None) -> tuple[int, int]:
+  """The sizes of ``x_t`` and of the value input for an input of ``in_features``.
+
+  The value input is ``y_t`` when the input has features beyond ``input_size``, else
+  ``x_t`` itself (the split of :func:`split_input`).
+
+  Raises:
+    ValueError: ``input_size`` outside ``[1, in_features]``.
+  """
+  in_features = _checks.check_size("in_features", in_features)
+  if input_size is None or input_size == in_features:
+    return in_features, in_features
+  if not 1 <= input_size <= in_features:
+    raise ValueError(f"input_size={input_size} must be in [1, in_features={in_features}]")
+  return input_size, in_features - input_size
+
+
 def check_carry_batch(carry: Any, x: jax.Array, feature_ndim: dict[str, int]) -> None:
   """Checks that every carry field has the batch axes ``x.shape[:-1]``.
 
@@ -138,6 +155,7 @@ __all__ = [
   "broadcast_state",
   "vmap_batch",
   "split_input",
+  "io_sizes",
   "check_carry_batch",
   "check_carry_kept",
 ]

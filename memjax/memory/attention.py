@@ -23,8 +23,10 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
+from memjax.memory._nnx import Layer
 from memjax.ops import _checks
 from memjax.ops.attention import attention_read
 from memjax.ops.similarity import SimilarityFn
@@ -161,6 +163,26 @@ def reset(state: AttentionState, slots: jax.Array | None = None) -> AttentionSta
   )
 
 
+def _cell_step(
+  cell: Any, carry: AttentionState, x: jax.Array, query: Layer, key: Layer, value: Layer
+) -> tuple[AttentionState, jax.Array]:
+  """One step of either cell; ``query``, ``key``, ``value`` are its projections."""
+  x_t, y_t = _carry.split_input(x, cell.input_size)
+  _carry.check_carry_batch(carry, x, {"keys": 2, "values": 2, "valid": 1, "position": 0})
+  q, k = query(x_t), key(x_t)
+  v = value(x_t if y_t is None else y_t)
+  nb = x.ndim - 1
+  out, _ = _carry.vmap_batch(lambda s, q_: read(s, q_, cell.similarity), nb)(carry, q)
+  new = _carry.vmap_batch(write, nb)(carry, k, v)
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  return new, out
+
+
+def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> AttentionState:
+  state = init_state(cell.num_slots, cell.key_size, cell.value_size, cell.dtype)
+  return _carry.broadcast_state(state, tuple(input_shape[:-1]))
+
+
 class AttentionMemoryCell(nn.RNNCellBase):
   """Recurrent cell: read the memory by attention, then append the step's encoding.
 
@@ -214,17 +236,9 @@ class AttentionMemoryCell(nn.RNNCellBase):
     Returns:
       ``(new_carry, read [*B, V])``.
     """
-    x_t, y_t = _carry.split_input(x, self.input_size)
-    _carry.check_carry_batch(carry, x, {"keys": 2, "values": 2, "valid": 1, "position": 0})
     dense = lambda size, name: nn.Dense(size, name=name, param_dtype=self.param_dtype)
-    query = dense(self.key_size, "query")(x_t)
-    key = dense(self.key_size, "key")(x_t)
-    value = dense(self.value_size, "value")(x_t if y_t is None else y_t)
-    nb = x.ndim - 1
-    out, _ = _carry.vmap_batch(lambda s, q: read(s, q, self.similarity), nb)(carry, query)
-    new = _carry.vmap_batch(write, nb)(carry, key, value)
-    _carry.check_carry_kept("AttentionMemoryCell", carry, new)
-    return new, out
+    layers = dense(self.key_size, "query"), dense(self.key_size, "key")
+    return _cell_step(self, carry, x, *layers, dense(self.value_size, "value"))
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> AttentionState:
@@ -238,12 +252,91 @@ class AttentionMemoryCell(nn.RNNCellBase):
       :class:`AttentionState` with ``keys [*B, N, K]``, ``values [*B, N, V]``.
     """
     del rng
-    state = init_state(self.num_slots, self.key_size, self.value_size, self.dtype)
-    return _carry.broadcast_state(state, tuple(input_shape[:-1]))
+    return _initial_carry(self, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXAttentionMemoryCell:
+    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
+
+    Args:
+      in_features: F, the size of one step's input.
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this cell to copy into the NNX cell.
+    """
+    return _nnx.to_nnx(self, NNXAttentionMemoryCell, in_features, rngs, params)
 
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
-__all__ = ["AttentionState", "init_state", "write", "read", "reset", "AttentionMemoryCell"]
+class NNXAttentionMemoryCell(nnx.RNNCellBase):
+  """The NNX form of :class:`AttentionMemoryCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN``, ``nnx.scan`` and ``nnx.Bidirectional``. The projections
+  ``query``, ``key`` (``x_t -> K``) and ``value`` (``y_t -> V``, or ``x_t -> V`` without
+  ``y_t``) are ``nnx.Linear`` layers named as the linen cell's, so
+  ``AttentionMemoryCell.to_nnx(in_features, params=...)`` carries trained parameters
+  across.
+
+  Args:
+    in_features: F, the size of one step's input ``x [*B, F]``.
+    num_slots, key_size, value_size, input_size, similarity, dtype, param_dtype: as
+      :class:`AttentionMemoryCell`.
+    rngs: initialises the projections.
+
+  Example:
+    >>> cell = NNXAttentionMemoryCell(8, num_slots=8, key_size=16, value_size=5,
+    ...                               input_size=3, rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((2, 10, 8))).shape     # [B, T, F] -> [B, T, V]
+    (2, 10, 5)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    num_slots: int,
+    key_size: int,
+    value_size: int,
+    input_size: int | None = None,
+    similarity: str | SimilarityFn = "scaled_dot",
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    x_size, v_size = _carry.io_sizes(in_features, input_size)
+    self.in_features, self.num_slots = in_features, num_slots
+    self.key_size, self.value_size, self.input_size = key_size, value_size, input_size
+    self.similarity, self.dtype, self.param_dtype = similarity, dtype, param_dtype
+    linear = lambda i, o: nnx.Linear(i, o, param_dtype=param_dtype, rngs=rngs)
+    self.query, self.key = linear(x_size, key_size), linear(x_size, key_size)
+    self.value = linear(v_size, value_size)
+
+  def __call__(self, carry: AttentionState, x: jax.Array) -> tuple[AttentionState, jax.Array]:
+    """One step: ``(carry, x [*B, F]) -> (carry, read [*B, V])``."""
+    return _cell_step(self, carry, x, self.query, self.key, self.value)
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None
+  ) -> AttentionState:
+    """An empty memory with batch axes ``input_shape[:-1]`` (``rngs`` unused)."""
+    del rngs
+    return _initial_carry(self, input_shape)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+__all__ = [
+  "AttentionState",
+  "init_state",
+  "write",
+  "read",
+  "reset",
+  "AttentionMemoryCell",
+  "NNXAttentionMemoryCell",
+]

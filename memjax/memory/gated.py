@@ -28,13 +28,15 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
+from memjax.memory._nnx import Layer
 from memjax.ops import _checks
 from memjax.ops.attention import attention_read
 from memjax.ops.similarity import SimilarityFn
@@ -185,6 +187,33 @@ def reset(state: GatedState) -> GatedState:
   return jax.tree.map(jnp.zeros_like, state)
 
 
+def _cell_step(
+  cell: Any, carry: GatedState, x: jax.Array, query: Layer | None, gate: Layer
+) -> tuple[GatedState, jax.Array]:
+  """One step of either cell; ``query`` (None: query with h_t) and ``gate`` its layers."""
+  _checks.check_floating("x", x)
+  _checks.check_min_rank("x", x, 1, "[*B, H]")
+  batch, h = x.shape[:-1], x.shape[-1]
+  want = (*batch, cell.num_slots, h)
+  if carry.slots.shape != want:
+    raise ValueError(f"carry.slots must have shape {want} for x {x.shape}, got {carry.slots.shape}")
+  hidden = x.astype(carry.slots.dtype)
+  q = hidden if query is None else query(hidden)
+  g = nn.sigmoid(gate(jnp.concatenate([hidden, carry.context], axis=-1)))
+  fn = lambda s, hh, g_, q_: step(s, hh, g_, q_, cell.similarity)[:2]
+  new, context = _carry.vmap_batch(fn, len(batch))(
+    carry, hidden, g.astype(hidden.dtype), q.astype(hidden.dtype)
+  )
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  y = hidden + context if cell.residual else context
+  return new, y
+
+
+def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> GatedState:
+  batch, h = tuple(input_shape[:-1]), input_shape[-1]
+  return _carry.broadcast_state(init_state(cell.num_slots, h, cell.dtype), batch)
+
+
 class GatedMemoryCell(nn.RNNCellBase):
   """Gated short-term memory over the last ``num_slots`` hidden states.
 
@@ -227,28 +256,12 @@ class GatedMemoryCell(nn.RNNCellBase):
     Returns:
       ``(carry, y [*B, H])``.
     """
-    _checks.check_floating("x", x)
-    _checks.check_min_rank("x", x, 1, "[*B, H]")
-    batch, h = x.shape[:-1], x.shape[-1]
-    want = (*batch, self.num_slots, h)
-    if carry.slots.shape != want:
-      raise ValueError(
-        f"carry.slots must have shape {want} for x {x.shape}, got {carry.slots.shape}"
-      )
-    hidden = x.astype(carry.slots.dtype)
+    h = x.shape[-1] if x.ndim else 0
+    query = None
     if self.project_query:
-      query = nn.Dense(h, use_bias=False, dtype=self.dtype, name="query")(hidden)
-    else:
-      query = hidden
-    gate_in = jnp.concatenate([hidden, carry.context], axis=-1)
-    gate = nn.sigmoid(nn.Dense(h, dtype=self.dtype, name="gate")(gate_in))
-    fn = lambda s, hh, g, q: step(s, hh, g, q, self.similarity)[:2]
-    new, context = _carry.vmap_batch(fn, len(batch))(
-      carry, hidden, gate.astype(hidden.dtype), query.astype(hidden.dtype)
-    )
-    _carry.check_carry_kept("GatedMemoryCell", carry, new)
-    y = hidden + context if self.residual else context
-    return new, y
+      query = nn.Dense(h, use_bias=False, dtype=self.dtype, name="query")
+    gate = nn.Dense(h, dtype=self.dtype, name="gate")
+    return _cell_step(self, carry, x, query, gate)
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> GatedState:
@@ -262,9 +275,20 @@ class GatedMemoryCell(nn.RNNCellBase):
       :class:`GatedState` with ``slots [*B, N, H]``, ``context [*B, H]``, ``count [*B]``.
     """
     del rng
-    batch, h = tuple(input_shape[:-1]), input_shape[-1]
-    state = init_state(self.num_slots, h, self.dtype)
-    return _carry.broadcast_state(state, batch)
+    return _initial_carry(self, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXGatedMemoryCell:
+    """The NNX twin of this cell for hidden states of ``in_features`` (``params`` copied in).
+
+    Args:
+      in_features: H, the size of one step's hidden state.
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this cell to copy into the NNX cell.
+    """
+    return _nnx.to_nnx(self, NNXGatedMemoryCell, in_features, rngs, params)
 
   @property
   def num_feature_axes(self) -> int:
@@ -313,6 +337,59 @@ class GatedMemoryLayer(nn.Module):
     return rnn(hidden, initial_carry=initial_carry)
 
 
+class NNXGatedMemoryCell(nnx.RNNCellBase):
+  """The NNX form of :class:`GatedMemoryCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN`` (which is the NNX form of :class:`GatedMemoryLayer`),
+  ``nnx.scan`` and ``nnx.Bidirectional``. Its ``nnx.Linear`` layers ``query`` (``W_q``,
+  no bias; absent when ``project_query=False``) and ``gate`` (``[h ; c] -> H``) are named
+  as the linen cell's, so ``GatedMemoryCell.to_nnx(H, params=...)`` carries trained
+  parameters across.
+
+  Args:
+    in_features: H, the size of the hidden states ``x [*B, H]``.
+    num_slots, similarity, project_query, residual, dtype: as :class:`GatedMemoryCell`.
+    rngs: initialises the layers.
+
+  Example:
+    >>> cell = NNXGatedMemoryCell(16, num_slots=8, rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((2, 5, 16))).shape
+    (2, 5, 16)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    num_slots: int,
+    similarity: str | SimilarityFn = "scaled_dot",
+    project_query: bool = True,
+    residual: bool = False,
+    dtype: jnp.dtype = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    h = _checks.check_size("in_features", in_features)
+    self.in_features, self.num_slots, self.similarity = h, num_slots, similarity
+    self.project_query, self.residual, self.dtype = project_query, residual, dtype
+    self.query = nnx.Linear(h, h, use_bias=False, dtype=dtype, rngs=rngs) if project_query else None
+    self.gate = nnx.Linear(2 * h, h, dtype=dtype, rngs=rngs)
+
+  def __call__(self, carry: GatedState, x: jax.Array) -> tuple[GatedState, jax.Array]:
+    """One step: ``(carry, h_t [*B, H]) -> (carry, y [*B, H])``."""
+    return _cell_step(self, carry, x, self.query, self.gate)
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None
+  ) -> GatedState:
+    """An empty memory per example (``rngs`` unused)."""
+    del rngs
+    return _initial_carry(self, input_shape)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
 __all__ = [
   "GatedState",
   "init_state",
@@ -324,4 +401,5 @@ __all__ = [
   "reset",
   "GatedMemoryCell",
   "GatedMemoryLayer",
+  "NNXGatedMemoryCell",
 ]

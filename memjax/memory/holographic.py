@@ -18,13 +18,15 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
+from memjax.memory._nnx import Layer
 from memjax.ops import _checks, hrr
 from memjax.ops.retrieval import Retrieval
 
@@ -133,6 +135,41 @@ def _normalize(x: jax.Array, eps: float) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
 
 
+def _cell_step(
+  cell: Any, carry: HRRState, x: jax.Array, layers: tuple[Layer, Layer, Layer, Layer] | None
+) -> tuple[HRRState, jax.Array]:
+  """One step of either cell; ``layers`` = (key, value, query, gate), None if not learned."""
+  _checks.check_floating("x", x)
+  _checks.check_min_rank("x", x, 1, "[*B, F]")
+  batch = x.shape[:-1]
+  if carry.trace.shape != (*batch, cell.dim):
+    raise ValueError(
+      f"carry.trace must have shape {(*batch, cell.dim)} for x {x.shape}, got {carry.trace.shape}"
+    )
+  if layers is not None:
+    key_layer, value_layer, query_layer, gate_layer = layers
+    key, value, query = key_layer(x), value_layer(x), query_layer(x)
+    gate = nn.sigmoid(gate_layer(x))[..., 0]
+  else:
+    if x.shape[-1] != 3 * cell.dim:
+      raise ValueError(
+        f"x must have {3 * cell.dim} features ([key ; value ; query], 3 * dim) when "
+        f"learned=False, got shape {x.shape}"
+      )
+    key, value, query = jnp.split(x, 3, axis=-1)
+    gate = jnp.ones(batch, x.dtype)
+  key, query = _normalize(key, cell.eps), _normalize(query, cell.eps)
+  cast = lambda a: a.astype(carry.trace.dtype)
+  new = _carry.vmap_batch(write, len(batch))(carry, cast(key), cast(value), cast(gate))
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  y = _carry.vmap_batch(read, len(batch))(new, cast(query))
+  return new, y
+
+
+def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> HRRState:
+  return _carry.broadcast_state(init_state(cell.dim, cell.dtype), tuple(input_shape[:-1]))
+
+
 class HolographicCell(nn.RNNCellBase):
   """A recurrent cell whose carry is a holographic memory.
 
@@ -176,31 +213,12 @@ class HolographicCell(nn.RNNCellBase):
     Returns:
       ``(carry, y [*B, D])``.
     """
-    _checks.check_floating("x", x)
-    _checks.check_min_rank("x", x, 1, "[*B, F]")
-    batch = x.shape[:-1]
-    if carry.trace.shape != (*batch, self.dim):
-      raise ValueError(
-        f"carry.trace must have shape {(*batch, self.dim)} for x {x.shape}, got {carry.trace.shape}"
-      )
+    layers = None
     if self.learned:
       dense = lambda name: nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name=name)
-      key, value, query = dense("key")(x), dense("value")(x), dense("query")(x)
-      gate = nn.sigmoid(nn.Dense(1, dtype=self.dtype, name="gate")(x))[..., 0]
-    else:
-      if x.shape[-1] != 3 * self.dim:
-        raise ValueError(
-          f"x must have {3 * self.dim} features ([key ; value ; query], 3 * dim) when "
-          f"learned=False, got shape {x.shape}"
-        )
-      key, value, query = jnp.split(x, 3, axis=-1)
-      gate = jnp.ones(batch, x.dtype)
-    key, query = _normalize(key, self.eps), _normalize(query, self.eps)
-    cast = lambda a: a.astype(carry.trace.dtype)
-    new = _carry.vmap_batch(write, len(batch))(carry, cast(key), cast(value), cast(gate))
-    _carry.check_carry_kept("HolographicCell", carry, new)
-    y = _carry.vmap_batch(read, len(batch))(new, cast(query))
-    return new, y
+      gate = nn.Dense(1, dtype=self.dtype, name="gate")
+      layers = dense("key"), dense("value"), dense("query"), gate
+    return _cell_step(self, carry, x, layers)
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> HRRState:
@@ -214,13 +232,89 @@ class HolographicCell(nn.RNNCellBase):
       :class:`HRRState` with ``trace [*B, D]`` and ``count [*B]``.
     """
     del rng
-    batch = tuple(input_shape[:-1])
-    state = init_state(self.dim, self.dtype)
-    return _carry.broadcast_state(state, batch)
+    return _initial_carry(self, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXHolographicCell:
+    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
+
+    Args:
+      in_features: F, the size of one step's input.
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this cell to copy into the NNX cell.
+    """
+    return _nnx.to_nnx(self, NNXHolographicCell, in_features, rngs, params)
 
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
-__all__ = ["HRRState", "init_state", "write", "read", "read_cleanup", "reset", "HolographicCell"]
+class NNXHolographicCell(nnx.RNNCellBase):
+  """The NNX form of :class:`HolographicCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN``, ``nnx.scan`` and ``nnx.Bidirectional``. With ``learned=True``
+  its ``nnx.Linear`` layers ``key``, ``value``, ``query`` (``F -> D``, no bias) and
+  ``gate`` (``F -> 1``) are named as the linen cell's, so
+  ``HolographicCell.to_nnx(F, params=...)`` carries trained parameters across; with
+  ``learned=False`` it has no parameters.
+
+  Args:
+    in_features: F, the size of one step's input ``x [*B, F]``.
+    dim, learned, dtype, eps: as :class:`HolographicCell`.
+    rngs: initialises the layers.
+
+  Example:
+    >>> cell = NNXHolographicCell(12, dim=64, rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((1, 3, 12))).shape
+    (1, 3, 64)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    dim: int,
+    learned: bool = True,
+    dtype: jnp.dtype = jnp.float32,
+    eps: float = 1e-6,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    f = _checks.check_size("in_features", in_features)
+    self.in_features, self.dim, self.learned, self.dtype, self.eps = f, dim, learned, dtype, eps
+    if learned:
+      linear = lambda: nnx.Linear(f, dim, use_bias=False, dtype=dtype, rngs=rngs)
+      self.key, self.value, self.query = linear(), linear(), linear()
+      self.gate = nnx.Linear(f, 1, dtype=dtype, rngs=rngs)
+    else:
+      self.key = self.value = self.query = self.gate = None
+
+  def __call__(self, carry: HRRState, x: jax.Array) -> tuple[HRRState, jax.Array]:
+    """One step: ``(carry, x [*B, F]) -> (carry, y [*B, D])``."""
+    layers = (self.key, self.value, self.query, self.gate) if self.learned else None
+    return _cell_step(self, carry, x, layers)
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None
+  ) -> HRRState:
+    """An empty memory per example (``rngs`` unused)."""
+    del rngs
+    return _initial_carry(self, input_shape)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+__all__ = [
+  "HRRState",
+  "init_state",
+  "write",
+  "read",
+  "read_cleanup",
+  "reset",
+  "HolographicCell",
+  "NNXHolographicCell",
+]

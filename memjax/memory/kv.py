@@ -37,8 +37,10 @@ from typing import Any, Literal, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
+from memjax.memory._nnx import Layer
 from memjax.ops import _checks
 from memjax.ops.attention import masked_softmax
 from memjax.ops.retrieval import Retrieval, top_k_read
@@ -46,6 +48,9 @@ from memjax.ops.similarity import SimilarityFn, get_similarity
 
 Policy = Literal["ring", "lru", "least_used"]
 POLICIES = ("ring", "lru", "least_used")
+# The one default similarity of the family's pure functions (reads and the in-place
+# update check of writes alike): cosine, scale-free and in [-1, 1] like a threshold.
+DEFAULT_SIMILARITY = "cosine"
 
 
 class KVState(NamedTuple):
@@ -157,7 +162,7 @@ def write(
   value: jax.Array,
   policy: Policy = "ring",
   update_threshold: float | None = None,
-  similarity: str | SimilarityFn = "cosine",
+  similarity: str | SimilarityFn = DEFAULT_SIMILARITY,
 ) -> KVState:
   """Writes one item, updating a matching slot in place or evicting by ``policy``.
 
@@ -213,7 +218,7 @@ def write_batch(
   mask: jax.Array | None = None,
   policy: Policy = "ring",
   update_threshold: float | None = None,
-  similarity: str | SimilarityFn = "cosine",
+  similarity: str | SimilarityFn = DEFAULT_SIMILARITY,
 ) -> KVState:
   """Writes M items in one call, in order ``0, 1, ..., M-1`` (a ``lax.scan``).
 
@@ -261,7 +266,7 @@ def write_batch(
 
 
 def read(
-  state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = "dot"
+  state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = DEFAULT_SIMILARITY
 ) -> Retrieval:
   """Pure top-k read of the valid slots; the metadata is left unchanged.
 
@@ -269,7 +274,8 @@ def read(
     state: the store.
     query: [..., K] floating queries (an array or array-like, e.g. a list of floats).
     k: number of slots to retrieve, ``1 <= k <= N`` (a Python int or NumPy integer).
-    similarity: a name from :mod:`memjax.ops.similarity` or a callable.
+    similarity: a name from :mod:`memjax.ops.similarity` or a callable (default
+      cosine, as :func:`write`'s update check).
 
   Returns:
     :class:`memjax.ops.Retrieval` with ``values [..., k, V]``, ``indices [..., k]``
@@ -289,7 +295,7 @@ def read(
 
 
 def read_and_touch(
-  state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = "dot"
+  state: KVState, query: jax.Array, k: int = 1, similarity: str | SimilarityFn = DEFAULT_SIMILARITY
 ) -> tuple[KVState, Retrieval]:
   """Top-k read that also records the use of the retrieved valid slots.
 
@@ -364,6 +370,33 @@ def weighted_top_k(retrieval: Retrieval) -> tuple[jax.Array, jax.Array]:
   return read, weights
 
 
+def _cell_step(
+  cell: Any, carry: KVState, x: jax.Array, query: Layer, key: Layer, value: Layer
+) -> tuple[KVState, jax.Array]:
+  """One step of either cell; ``query``, ``key``, ``value`` are its projections."""
+  _check_policy(cell.policy)
+  _checks.check_k(cell.k, cell.num_slots)
+  x_t, y_t = _carry.split_input(x, cell.input_size)
+  _carry.check_carry_batch(carry, x, {"keys": 2, "values": 2, "valid": 1, "step": 0})
+  q, kk = query(x_t), key(x_t)
+  v = value(x_t if y_t is None else y_t)
+
+  def one(state, q_, k_, v_):
+    state, retrieved = read_and_touch(state, q_, cell.k, cell.similarity)
+    out, _ = weighted_top_k(retrieved)
+    state = write(state, k_, v_, cell.policy, cell.update_threshold, cell.update_similarity)
+    return state, out
+
+  new, out = _carry.vmap_batch(one, x.ndim - 1)(carry, q, kk, v)
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  return new, out
+
+
+def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> KVState:
+  state = init_state(cell.num_slots, cell.key_size, cell.value_size, cell.dtype)
+  return _carry.broadcast_state(state, tuple(input_shape[:-1]))
+
+
 class KVCell(nn.RNNCellBase):
   """Recurrent cell over a key-value store: top-k read, then write the step's item.
 
@@ -424,24 +457,9 @@ class KVCell(nn.RNNCellBase):
     Returns:
       ``(new_carry, read [*B, V])``.
     """
-    _check_policy(self.policy)
-    _checks.check_k(self.k, self.num_slots)
-    x_t, y_t = _carry.split_input(x, self.input_size)
-    _carry.check_carry_batch(carry, x, {"keys": 2, "values": 2, "valid": 1, "step": 0})
     dense = lambda size, name: nn.Dense(size, name=name, param_dtype=self.param_dtype)
-    query = dense(self.key_size, "query")(x_t)
-    key = dense(self.key_size, "key")(x_t)
-    value = dense(self.value_size, "value")(x_t if y_t is None else y_t)
-
-    def step(state, q, kk, v):
-      state, retrieved = read_and_touch(state, q, self.k, self.similarity)
-      out, _ = weighted_top_k(retrieved)
-      state = write(state, kk, v, self.policy, self.update_threshold, self.update_similarity)
-      return state, out
-
-    new, out = _carry.vmap_batch(step, x.ndim - 1)(carry, query, key, value)
-    _carry.check_carry_kept("KVCell", carry, new)
-    return new, out
+    layers = dense(self.key_size, "query"), dense(self.key_size, "key")
+    return _cell_step(self, carry, x, *layers, dense(self.value_size, "value"))
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> KVState:
@@ -455,8 +473,81 @@ class KVCell(nn.RNNCellBase):
       :class:`KVState` with ``keys [*B, N, K]``, ``values [*B, N, V]``.
     """
     del rng
-    state = init_state(self.num_slots, self.key_size, self.value_size, self.dtype)
-    return _carry.broadcast_state(state, tuple(input_shape[:-1]))
+    return _initial_carry(self, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXKVCell:
+    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
+
+    Args:
+      in_features: F, the size of one step's input.
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this cell to copy into the NNX cell.
+    """
+    return _nnx.to_nnx(self, NNXKVCell, in_features, rngs, params)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class NNXKVCell(nnx.RNNCellBase):
+  """The NNX form of :class:`KVCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN``, ``nnx.scan`` and ``nnx.Bidirectional``; its ``nnx.Linear``
+  projections ``query``, ``key`` and ``value`` are named as the linen cell's, so
+  ``KVCell.to_nnx(in_features, params=...)`` carries trained parameters across.
+
+  Args:
+    in_features: F, the size of one step's input ``x [*B, F]``.
+    num_slots, key_size, value_size, input_size, k, policy, update_threshold,
+      similarity, update_similarity, dtype, param_dtype: as :class:`KVCell`.
+    rngs: initialises the projections.
+
+  Example:
+    >>> cell = NNXKVCell(7, num_slots=16, key_size=8, value_size=4, input_size=3, k=2,
+    ...                  rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((5, 20, 7))).shape     # [B, T, x_t ++ y_t] -> [B, T, V]
+    (5, 20, 4)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    num_slots: int,
+    key_size: int,
+    value_size: int,
+    input_size: int | None = None,
+    k: int = 1,
+    policy: Policy = "ring",
+    update_threshold: float | None = None,
+    similarity: str | SimilarityFn = "dot",
+    update_similarity: str | SimilarityFn = "cosine",
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    x_size, v_size = _carry.io_sizes(in_features, input_size)
+    self.in_features, self.num_slots = in_features, num_slots
+    self.key_size, self.value_size, self.input_size = key_size, value_size, input_size
+    self.k, self.policy, self.update_threshold = k, policy, update_threshold
+    self.similarity, self.update_similarity = similarity, update_similarity
+    self.dtype, self.param_dtype = dtype, param_dtype
+    linear = lambda i, o: nnx.Linear(i, o, param_dtype=param_dtype, rngs=rngs)
+    self.query, self.key = linear(x_size, key_size), linear(x_size, key_size)
+    self.value = linear(v_size, value_size)
+
+  def __call__(self, carry: KVState, x: jax.Array) -> tuple[KVState, jax.Array]:
+    """One step: ``(carry, x [*B, F]) -> (carry, read [*B, V])``."""
+    return _cell_step(self, carry, x, self.query, self.key, self.value)
+
+  def initialize_carry(self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None) -> KVState:
+    """An empty store with batch axes ``input_shape[:-1]`` (``rngs`` unused)."""
+    del rngs
+    return _initial_carry(self, input_shape)
 
   @property
   def num_feature_axes(self) -> int:
@@ -464,6 +555,7 @@ class KVCell(nn.RNNCellBase):
 
 
 __all__ = [
+  "DEFAULT_SIMILARITY",
   "Policy",
   "POLICIES",
   "KVState",
@@ -476,4 +568,5 @@ __all__ = [
   "reset",
   "weighted_top_k",
   "KVCell",
+  "NNXKVCell",
 ]

@@ -25,8 +25,10 @@ from typing import Any, Literal, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
+from memjax.memory._nnx import Layer
 from memjax.ops import _checks
 from memjax.ops.attention import attention_read
 from memjax.ops.similarity import SimilarityFn, get_similarity
@@ -148,6 +150,27 @@ def read_by_content(
   return attention_read(query, state.memory, state.memory, similarity=sharpened)
 
 
+def read(
+  state: MatrixState,
+  query: jax.Array,
+  similarity: str | SimilarityFn = "cosine",
+  sharpness: jax.ArrayLike = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+  """The family's read (by content, as every family's ``read``): :func:`read_by_content`.
+
+  Args:
+    state: the memory.
+    query: [..., D] floating queries.
+    similarity: a name from :mod:`memjax.ops.similarity` or a callable.
+    sharpness: beta >= 0, the key strength.
+
+  Returns:
+    ``(read [..., D], weights [..., N])``; read rows by index with
+    :func:`read_by_address`.
+  """
+  return read_by_content(state, query, similarity, sharpness)
+
+
 def write(
   state: MatrixState,
   vector: jax.Array,
@@ -217,6 +240,41 @@ def reset(
   return MatrixState(jnp.where(rows[:, None], fill, state.memory), state.position)
 
 
+def _cell_step(
+  cell: Any, carry: MatrixState, x: jax.Array, query: Layer, encoder: Layer, strength: jax.Array
+) -> tuple[MatrixState, jax.Array]:
+  """One step of either cell; ``query``, ``encoder`` its layers, ``strength`` lambda."""
+  if cell.addressing not in ("ring", "content"):
+    raise ValueError(f"addressing={cell.addressing!r} is not 'ring' or 'content'")
+  x_t, _ = _carry.split_input(x, cell.input_size)
+  _carry.check_carry_batch(carry, x, {"memory": 2, "position": 0})
+  q = query(x_t)
+  encoded = encoder(x)
+  if encoded.shape != x.shape[:-1] + (cell.slot_size,):
+    raise ValueError(
+      f"encoder output has shape {encoded.shape}, expected {x.shape[:-1] + (cell.slot_size,)}"
+    )
+
+  def one(state, q_, r):
+    out, weights = read_by_content(state, q_, cell.similarity, cell.sharpness)
+    address = state.position % state.memory.shape[0] if cell.addressing == "ring" else weights
+    return write(state, r, address, strength), out
+
+  new, out = _carry.vmap_batch(one, x.ndim - 1)(carry, q, encoded)
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  return new, out
+
+
+def _initial_carry(cell: Any, rng: jax.Array | None, input_shape: tuple[int, ...]) -> MatrixState:
+  state = init_state(cell.num_slots, cell.slot_size, cell.dtype, cell.init_value)
+  if cell.init_scale > 0:
+    if rng is None:
+      raise ValueError(f"init_scale={cell.init_scale} > 0 needs a random key for the carry")
+    noise = jax.random.normal(rng, state.memory.shape, cell.dtype) * cell.init_scale
+    state = state._replace(memory=state.memory + noise)
+  return _carry.broadcast_state(state, tuple(input_shape[:-1]))
+
+
 class MatrixMemoryCell(nn.RNNCellBase):
   """Recurrent cell over a memory matrix: content read, then additive write of an encoding.
 
@@ -282,32 +340,12 @@ class MatrixMemoryCell(nn.RNNCellBase):
     Returns:
       ``(new_carry, read [*B, D])``.
     """
-    if self.addressing not in ("ring", "content"):
-      raise ValueError(f"addressing={self.addressing!r} is not 'ring' or 'content'")
-    x_t, _ = _carry.split_input(x, self.input_size)
-    _carry.check_carry_batch(carry, x, {"memory": 2, "position": 0})
-    query = nn.Dense(self.slot_size, name="query", param_dtype=self.param_dtype)(x_t)
+    query = nn.Dense(self.slot_size, name="query", param_dtype=self.param_dtype)
     encoder = self.encoder
     if encoder is None:
       encoder = nn.Dense(self.slot_size, name="encoder", param_dtype=self.param_dtype)
-    encoded = encoder(x)
-    if encoded.shape != x.shape[:-1] + (self.slot_size,):
-      raise ValueError(
-        f"encoder output has shape {encoded.shape}, expected {x.shape[:-1] + (self.slot_size,)}"
-      )
     strength = self.param("strength", lambda _: jnp.asarray(self.strength_init, self.param_dtype))
-
-    def step(state, q, r):
-      out, weights = read_by_content(state, q, self.similarity, self.sharpness)
-      if self.addressing == "ring":
-        address = state.position % state.memory.shape[0]
-      else:
-        address = weights
-      return write(state, r, address, strength), out
-
-    new, out = _carry.vmap_batch(step, x.ndim - 1)(carry, query, encoded)
-    _carry.check_carry_kept("MatrixMemoryCell", carry, new)
-    return new, out
+    return _cell_step(self, carry, x, query, encoder, strength)
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> MatrixState:
@@ -320,11 +358,108 @@ class MatrixMemoryCell(nn.RNNCellBase):
     Returns:
       :class:`MatrixState` with ``memory [*B, N, D]``.
     """
-    state = init_state(self.num_slots, self.slot_size, self.dtype, self.init_value)
-    if self.init_scale > 0:
-      noise = jax.random.normal(rng, state.memory.shape, self.dtype) * self.init_scale
-      state = state._replace(memory=state.memory + noise)
-    return _carry.broadcast_state(state, tuple(input_shape[:-1]))
+    return _initial_carry(self, rng, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self,
+    in_features: int,
+    *,
+    rngs: nnx.Rngs | None = None,
+    params: Any = None,
+    encoder: nnx.Module | None = None,
+  ) -> NNXMatrixMemoryCell:
+    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
+
+    Args:
+      in_features: F, the size of one step's input.
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this cell to copy into the NNX cell.
+      encoder: the NNX encoder replacing a custom linen ``encoder`` (required when the
+        linen cell has one; its parameters must have the same layout to copy ``params``).
+
+    Raises:
+      ValueError: the linen cell has a custom encoder and ``encoder`` is None.
+    """
+    if self.encoder is not None and encoder is None:
+      raise ValueError(
+        f"this cell's encoder is a linen module ({type(self.encoder).__name__}); pass its "
+        "NNX counterpart as to_nnx(..., encoder=...)"
+      )
+    return _nnx.to_nnx(self, NNXMatrixMemoryCell, in_features, rngs, params, encoder=encoder)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class NNXMatrixMemoryCell(nnx.RNNCellBase):
+  """The NNX form of :class:`MatrixMemoryCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN``, ``nnx.scan`` and ``nnx.Bidirectional``. Its layers ``query``
+  (``nnx.Linear``, ``x_t -> D``), ``encoder`` (``x -> D``; an ``nnx.Linear`` unless
+  given) and the write strength ``strength`` (an ``nnx.Param``) are named as the linen
+  cell's, so ``MatrixMemoryCell.to_nnx(in_features, params=...)`` carries trained
+  parameters across.
+
+  Args:
+    in_features: F, the size of one step's input ``x [*B, F]``.
+    num_slots, slot_size, input_size, addressing, similarity, sharpness, strength_init,
+      init_value, init_scale, dtype, param_dtype: as :class:`MatrixMemoryCell`.
+    encoder: an NNX module ``x [*B, F] -> [*B, D]``; None = ``nnx.Linear(F, D)``.
+    rngs: initialises the parameters.
+
+  Example:
+    >>> cell = NNXMatrixMemoryCell(6, num_slots=10, slot_size=6, input_size=4,
+    ...                            rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((3, 10, 6))).shape
+    (3, 10, 6)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    num_slots: int,
+    slot_size: int,
+    input_size: int | None = None,
+    encoder: nnx.Module | None = None,
+    addressing: Addressing = "ring",
+    similarity: str | SimilarityFn = "scaled_dot",
+    sharpness: float = 1.0,
+    strength_init: float = 1.0,
+    init_value: float = 0.0,
+    init_scale: float = 0.0,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    x_size, _ = _carry.io_sizes(in_features, input_size)
+    self.in_features, self.num_slots, self.slot_size = in_features, num_slots, slot_size
+    self.input_size, self.addressing, self.similarity = input_size, addressing, similarity
+    self.sharpness, self.strength_init = sharpness, strength_init
+    self.init_value, self.init_scale = init_value, init_scale
+    self.dtype, self.param_dtype = dtype, param_dtype
+    self.query = nnx.Linear(x_size, slot_size, param_dtype=param_dtype, rngs=rngs)
+    if encoder is None:
+      encoder = nnx.Linear(in_features, slot_size, param_dtype=param_dtype, rngs=rngs)
+    self.encoder = encoder
+    self.strength = nnx.Param(jnp.asarray(strength_init, param_dtype))
+
+  def __call__(self, carry: MatrixState, x: jax.Array) -> tuple[MatrixState, jax.Array]:
+    """One step: ``(carry, x [*B, F]) -> (carry, read [*B, D])``."""
+    return _cell_step(self, carry, x, self.query, self.encoder, self.strength[...])
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None
+  ) -> MatrixState:
+    """The initial memory with batch axes ``input_shape[:-1]``.
+
+    ``rngs`` draws the initial noise when ``init_scale > 0`` (``nnx.RNN`` passes its
+    carry stream); unused otherwise.
+    """
+    key = _nnx.carry_key(rngs) if self.init_scale > 0 else None
+    return _initial_carry(self, key, input_shape)
 
   @property
   def num_feature_axes(self) -> int:
@@ -338,7 +473,9 @@ __all__ = [
   "address_weights",
   "read_by_address",
   "read_by_content",
+  "read",
   "write",
   "reset",
   "MatrixMemoryCell",
+  "NNXMatrixMemoryCell",
 ]

@@ -32,13 +32,17 @@ References:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
+from memjax.memory._nnx import Layer
 from memjax.ops import _checks
 from memjax.ops.addressing import address
 
@@ -121,8 +125,8 @@ def init_state(
   )
 
 
-def read(memory: jax.Array, weights: jax.Array) -> jax.Array:
-  """Read vectors ``r_h = sum_i w_h(i) M[i]``.
+def read_matrix(memory: jax.Array, weights: jax.Array) -> jax.Array:
+  """Read vectors ``r_h = sum_i w_h(i) M[i]`` from a bare memory matrix.
 
   Args:
     memory: [N, W] memory matrix.
@@ -139,8 +143,10 @@ def read(memory: jax.Array, weights: jax.Array) -> jax.Array:
   return weights @ memory
 
 
-def write(memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Array) -> jax.Array:
-  """Erase then add: ``M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T``.
+def write_matrix(
+  memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Array
+) -> jax.Array:
+  """Erase then add on a bare memory matrix: ``M * prod_h (1 - w_h e_h^T) + sum_h w_h a_h^T``.
 
   The erase products commute, so the order of the write heads does not matter.
 
@@ -171,6 +177,90 @@ def write(memory: jax.Array, weights: jax.Array, erase: jax.Array, add: jax.Arra
     keep = keep * (1 - weights[h][:, None] * erase[h][None, :])
   added = jnp.einsum("hn,hw->nw", weights, add)
   return (memory * keep + added).astype(memory.dtype)
+
+
+def _deprecated_matrix_call(name: str) -> None:
+  warnings.warn(
+    f"ntm.{name}(memory, ...) on a bare memory matrix is deprecated and will be removed in "
+    f"the next release: pass the NTMState (ntm.{name}(state, ...), as every memory family "
+    f"takes its state) or call ntm.{name}_matrix(memory, ...)",
+    DeprecationWarning,
+    stacklevel=3,
+  )
+
+
+def read(state: NTMState, weights: jax.Array | None = None) -> jax.Array:
+  """Reads the state's memory: ``r_h = sum_i w_h(i) M[i]``.
+
+  Args:
+    state: the NTM state (no batch axes).
+    weights: [R, N] read weightings; None reads with the state's ``read_weights``
+      (giving back ``state.reads`` after a :func:`step`).
+
+  Returns:
+    [R, W] read vectors.
+
+  Deprecated: ``read(memory [N, W], weights)`` on a bare matrix still works for one
+  release (a ``DeprecationWarning``); use :func:`read_matrix` for that.
+  """
+  if not isinstance(state, NTMState):
+    _deprecated_matrix_call("read")
+    if weights is None:
+      raise TypeError("read(memory, weights) needs the weights")
+    return read_matrix(state, weights)
+  return read_matrix(state.memory, state.read_weights if weights is None else weights)
+
+
+def write(state: NTMState, weights: jax.Array, erase: jax.Array, add: jax.Array) -> NTMState:
+  """Erases then adds at ``weights`` (see :func:`write_matrix`); records the weightings.
+
+  Args:
+    state: the NTM state (no batch axes).
+    weights: [Wh, N] write weightings (stored as the state's ``write_weights``).
+    erase: [Wh, W] erase vectors in [0, 1].
+    add: [Wh, W] add vectors.
+
+  Returns:
+    The new state (same structure, shapes and dtypes): memory written,
+    ``write_weights = weights``; reads and read weightings unchanged.
+
+  Deprecated: ``write(memory [N, W], weights, erase, add)`` on a bare matrix returns the
+  matrix for one release (a ``DeprecationWarning``); use :func:`write_matrix` for that.
+  """
+  if not isinstance(state, NTMState):
+    _deprecated_matrix_call("write")
+    return write_matrix(state, weights, erase, add)
+  memory = write_matrix(state.memory, weights, erase, add)
+  if weights.shape != state.write_weights.shape:
+    raise ValueError(
+      f"weights has shape {weights.shape}; the state has write_weights {state.write_weights.shape}"
+    )
+  return state._replace(memory=memory, write_weights=weights.astype(state.write_weights.dtype))
+
+
+def reset(state: NTMState, memory_init: float = 1e-6) -> NTMState:
+  """The state :func:`init_state` gives for these sizes: memory at ``memory_init``, heads on
+  slot 0, zero reads and controller state.
+
+  Args:
+    state: an NTM state (no batch axes).
+    memory_init: the constant the memory restarts at (as :func:`init_state`'s).
+
+  Returns:
+    The reset state (same structure, shapes and dtypes).
+  """
+  _checks.check_rank("state.memory", state.memory, 2, "[N, W] (use jax.vmap for a batch)")
+  n, width = state.memory.shape
+  fresh = init_state(
+    n,
+    width,
+    state.read_weights.shape[0],
+    state.write_weights.shape[0],
+    state.controller[0].shape[-1] if state.controller else None,
+    memory_init,
+    state.memory.dtype,
+  )
+  return jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), fresh, state)
 
 
 def head_param_size(slot_size: int, shift_range: int = 1, write: bool = False) -> int:
@@ -266,11 +356,11 @@ def step(state: NTMState, read_heads: HeadParams, write_heads: HeadParams) -> NT
     raise ValueError("write_heads must have erase and add vectors (head_params(write=True))")
   dtype = state.memory.dtype
   write_w = _address(state.memory, write_heads, state.write_weights).astype(dtype)
-  memory = write(
+  memory = write_matrix(
     state.memory, write_w, write_heads.erase.astype(dtype), write_heads.add.astype(dtype)
   )
   read_w = _address(memory, read_heads, state.read_weights).astype(dtype)
-  reads = read(memory, read_w)
+  reads = read_matrix(memory, read_w)
   return NTMState(
     memory=memory,
     read_weights=read_w,
@@ -278,6 +368,126 @@ def step(state: NTMState, read_heads: HeadParams, write_heads: HeadParams) -> NT
     reads=reads,
     controller=state.controller,
   )
+
+
+def _check_attributes(cell: Any) -> None:
+  if cell.controller not in _CONTROLLERS:
+    raise ValueError(f"controller={cell.controller!r} must be one of {_CONTROLLERS}")
+  for name in (
+    "output_size",
+    "num_slots",
+    "slot_size",
+    "num_read_heads",
+    "num_write_heads",
+    "controller_size",
+  ):
+    _check_size(name, getattr(cell, name))
+  _check_size("shift_range", cell.shift_range, 0)
+  if 2 * cell.shift_range + 1 > cell.num_slots:
+    raise ValueError(
+      f"shift_range={cell.shift_range} needs 2 * shift_range + 1 <= num_slots={cell.num_slots}"
+    )
+
+
+def _check_carry(cell: Any, carry: NTMState, batch: tuple[int, ...]) -> None:
+  expect = {
+    "memory": (cell.num_slots, cell.slot_size),
+    "read_weights": (cell.num_read_heads, cell.num_slots),
+    "write_weights": (cell.num_write_heads, cell.num_slots),
+    "reads": (cell.num_read_heads, cell.slot_size),
+  }
+  for name, shape in expect.items():
+    got = getattr(carry, name).shape
+    if got != batch + shape:
+      raise ValueError(
+        f"carry.{name} has shape {got}, expected {batch + shape} (batch axes {batch} from "
+        "x, then the memory axes); build the carry with initialize_carry(rng, x.shape)"
+      )
+  n_ctrl = 2 if cell.controller == "lstm" else 0
+  if len(carry.controller) != n_ctrl or any(
+    c.shape != batch + (cell.controller_size,) for c in carry.controller
+  ):
+    raise ValueError(
+      f"carry.controller must be {n_ctrl} arrays of shape {batch + (cell.controller_size,)}"
+      f" for controller={cell.controller!r}, got "
+      f"{[c.shape for c in carry.controller]}"
+    )
+
+
+def _cell_step(
+  cell: Any,
+  carry: NTMState,
+  x: jax.Array,
+  controller: Callable[..., Any],
+  read_heads: Layer,
+  write_heads: Layer,
+  output: Layer,
+) -> tuple[NTMState, jax.Array]:
+  """One step of either cell: ``controller`` an LSTM cell ``(carry, x) -> (carry, h)`` or
+  a dense layer (feed-forward); the other three the head and output projections."""
+  _check_attributes(cell)
+  _checks.check_floating("x", x)
+  _checks.check_min_rank("x", x, 1, "[*B, F]")
+  batch = x.shape[:-1]
+  _check_carry(cell, carry, batch)
+  r, wh, width, k = cell.num_read_heads, cell.num_write_heads, cell.slot_size, cell.shift_range
+  clip = lambda a: jnp.clip(a, -cell.clip_value, cell.clip_value)
+
+  inputs = jnp.concatenate(
+    [x.astype(cell.dtype), carry.reads.reshape(batch + (r * width,))], axis=-1
+  )
+  if cell.controller == "lstm":
+    controller_state, h = controller(carry.controller, inputs)
+  else:
+    controller_state, h = (), jnp.tanh(controller(inputs))
+  h = clip(h)
+
+  p_read = head_param_size(width, k, write=False)
+  p_write = head_param_size(width, k, write=True)
+  raw_read = clip(read_heads(h)).reshape(batch + (r, p_read))
+  raw_write = clip(write_heads(h)).reshape(batch + (wh, p_write))
+  read_params = head_params(raw_read, width, k, write=False)
+  write_params = head_params(raw_write, width, k, write=True)
+
+  memory_state = carry._replace(controller=())
+  memory_step = jax.checkpoint(step) if cell.remat_memory else step
+  new = _carry.vmap_batch(memory_step, len(batch))(memory_state, read_params, write_params)
+  new = new._replace(controller=controller_state)
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  out_in = jnp.concatenate([h, new.reads.reshape(batch + (r * width,))], axis=-1)
+  return new, clip(output(out_in))
+
+
+def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> NTMState:
+  _check_attributes(cell)
+  state = init_state(
+    cell.num_slots,
+    cell.slot_size,
+    cell.num_read_heads,
+    cell.num_write_heads,
+    cell.controller_size if cell.controller == "lstm" else None,
+    cell.memory_init,
+    cell.dtype,
+  )
+  batch = tuple(input_shape[:-1])
+  return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, batch + a.shape), state)
+
+
+def _linen_to_nnx_layout(flat: dict[tuple[str, ...], Any]) -> dict[tuple[str, ...], Any]:
+  """Linen NTMCell parameters -> the NNX cell's: ``controller`` is ``controller_layer``
+  there (the attribute ``controller`` names the kind), and the LSTM's per-gate kernels
+  are fused as in ``nnx.OptimizedLSTMCell`` (gates i, f, g, o)."""
+  out = {p: v for p, v in flat.items() if p[0] != "controller"}
+  ctrl = {p[1:]: v for p, v in flat.items() if p[0] == "controller"}
+  if ("ii", "kernel") in ctrl:
+    cat = lambda names: jnp.concatenate([jnp.asarray(ctrl[n]) for n in names], axis=-1)
+    ctrl = {
+      ("dense_i", "kernel"): cat([("i" + g, "kernel") for g in "ifgo"]),
+      ("dense_h", "kernel"): cat([("h" + g, "kernel") for g in "ifgo"]),
+      ("dense_h", "bias"): cat([("h" + g, "bias") for g in "ifgo"]),
+    }
+  out.update({("controller_layer", *p): v for p, v in ctrl.items()})
+  return out
 
 
 class NTMCell(nn.RNNCellBase):
@@ -332,24 +542,6 @@ class NTMCell(nn.RNNCellBase):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  def _check_attributes(self) -> None:
-    if self.controller not in _CONTROLLERS:
-      raise ValueError(f"controller={self.controller!r} must be one of {_CONTROLLERS}")
-    for name in (
-      "output_size",
-      "num_slots",
-      "slot_size",
-      "num_read_heads",
-      "num_write_heads",
-      "controller_size",
-    ):
-      _check_size(name, getattr(self, name))
-    _check_size("shift_range", self.shift_range, 0)
-    if 2 * self.shift_range + 1 > self.num_slots:
-      raise ValueError(
-        f"shift_range={self.shift_range} needs 2 * shift_range + 1 <= num_slots={self.num_slots}"
-      )
-
   @nn.compact
   def __call__(self, carry: NTMState, x: jax.Array) -> tuple[NTMState, jax.Array]:
     """One step.
@@ -365,68 +557,21 @@ class NTMCell(nn.RNNCellBase):
       ValueError / TypeError: a carry whose batch axes differ from ``x``'s, a
         non-floating or rank-0 ``x``, bad attributes.
     """
-    self._check_attributes()
-    _checks.check_floating("x", x)
-    _checks.check_min_rank("x", x, 1, "[*B, F]")
-    batch = x.shape[:-1]
-    self._check_carry(carry, batch)
-    r, wh, width, k = self.num_read_heads, self.num_write_heads, self.slot_size, self.shift_range
-    clip = lambda a: jnp.clip(a, -self.clip_value, self.clip_value)
+    _check_attributes(self)
     dense = lambda size, name: nn.Dense(
       size, name=name, dtype=self.dtype, param_dtype=self.param_dtype
     )
-
-    inputs = jnp.concatenate(
-      [x.astype(self.dtype), carry.reads.reshape(batch + (r * width,))], axis=-1
-    )
     if self.controller == "lstm":
-      lstm = nn.OptimizedLSTMCell(
+      controller = nn.OptimizedLSTMCell(
         self.controller_size, name="controller", dtype=self.dtype, param_dtype=self.param_dtype
       )
-      controller_state, h = lstm(carry.controller, inputs)
     else:
-      controller_state, h = (), jnp.tanh(dense(self.controller_size, "controller")(inputs))
-    h = clip(h)
-
-    p_read = head_param_size(width, k, write=False)
-    p_write = head_param_size(width, k, write=True)
-    raw_read = clip(dense(r * p_read, "read_heads")(h)).reshape(batch + (r, p_read))
-    raw_write = clip(dense(wh * p_write, "write_heads")(h)).reshape(batch + (wh, p_write))
-    read_heads = head_params(raw_read, width, k, write=False)
-    write_heads = head_params(raw_write, width, k, write=True)
-
-    memory_state = carry._replace(controller=())
-    memory_step = jax.checkpoint(step) if self.remat_memory else step
-    new = _carry.vmap_batch(memory_step, len(batch))(memory_state, read_heads, write_heads)
-    new = new._replace(controller=controller_state)
-    _carry.check_carry_kept("NTMCell", carry, new)
-    out_in = jnp.concatenate([h, new.reads.reshape(batch + (r * width,))], axis=-1)
-    y = clip(dense(self.output_size, "output")(out_in))
-    return new, y
-
-  def _check_carry(self, carry: NTMState, batch: tuple[int, ...]) -> None:
-    expect = {
-      "memory": (self.num_slots, self.slot_size),
-      "read_weights": (self.num_read_heads, self.num_slots),
-      "write_weights": (self.num_write_heads, self.num_slots),
-      "reads": (self.num_read_heads, self.slot_size),
-    }
-    for name, shape in expect.items():
-      got = getattr(carry, name).shape
-      if got != batch + shape:
-        raise ValueError(
-          f"carry.{name} has shape {got}, expected {batch + shape} (batch axes {batch} from "
-          "x, then the memory axes); build the carry with initialize_carry(rng, x.shape)"
-        )
-    n_ctrl = 2 if self.controller == "lstm" else 0
-    if len(carry.controller) != n_ctrl or any(
-      c.shape != batch + (self.controller_size,) for c in carry.controller
-    ):
-      raise ValueError(
-        f"carry.controller must be {n_ctrl} arrays of shape {batch + (self.controller_size,)}"
-        f" for controller={self.controller!r}, got "
-        f"{[c.shape for c in carry.controller]}"
-      )
+      controller = dense(self.controller_size, "controller")
+    r, wh, width, k = self.num_read_heads, self.num_write_heads, self.slot_size, self.shift_range
+    read_heads = dense(r * head_param_size(width, k, write=False), "read_heads")
+    write_heads = dense(wh * head_param_size(width, k, write=True), "write_heads")
+    output = dense(self.output_size, "output")
+    return _cell_step(self, carry, x, controller, read_heads, write_heads, output)
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> NTMState:
@@ -440,18 +585,112 @@ class NTMCell(nn.RNNCellBase):
       :class:`NTMState` with ``memory [*B, N, W]`` etc.
     """
     del rng
-    self._check_attributes()
-    state = init_state(
-      self.num_slots,
-      self.slot_size,
-      self.num_read_heads,
-      self.num_write_heads,
-      self.controller_size if self.controller == "lstm" else None,
-      self.memory_init,
-      self.dtype,
+    return _initial_carry(self, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXNTMCell:
+    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
+
+    The linen ``controller`` becomes the NNX ``controller_layer``, its per-gate LSTM
+    kernels (``ii``, ``if``, ... ``ho``) fused into the ``dense_i`` / ``dense_h`` layers
+    of ``nnx.OptimizedLSTMCell`` (gates in the order i, f, g, o); everything else copies
+    one to one.
+
+    Args:
+      in_features: F, the size of one step's input.
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this cell to copy into the NNX cell.
+    """
+    return _nnx.to_nnx(self, NNXNTMCell, in_features, rngs, params, _linen_to_nnx_layout)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class NNXNTMCell(nnx.RNNCellBase):
+  """The NNX form of :class:`NTMCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN``, ``nnx.scan`` and ``nnx.Bidirectional``. Layers:
+  ``controller_layer`` (``nnx.OptimizedLSTMCell`` over ``[x_t, r_{t-1}]``, or an
+  ``nnx.Linear`` + tanh for ``controller='feedforward'``; the attribute ``controller``
+  names the kind, as the linen cell's), ``read_heads``, ``write_heads`` and ``output``
+  (``nnx.Linear``, named as the linen cell's). ``NTMCell.to_nnx(F, params=...)`` carries
+  trained linen parameters across (fusing the LSTM's per-gate kernels).
+
+  Args:
+    in_features: F, the size of one step's input ``x [*B, F]``.
+    output_size, num_slots, slot_size, num_read_heads, num_write_heads, controller,
+      controller_size, shift_range, clip_value, memory_init, remat_memory, dtype,
+      param_dtype: as :class:`NTMCell`.
+    rngs: initialises the layers.
+
+  Example:
+    >>> cell = NNXNTMCell(9, output_size=8, num_slots=16, slot_size=6,
+    ...                   controller_size=32, rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((4, 10, 9))).shape
+    (4, 10, 8)
+
+  References:
+    Graves, Wayne, Danihelka 2014, "Neural Turing Machines".
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    output_size: int,
+    num_slots: int = 128,
+    slot_size: int = 20,
+    num_read_heads: int = 1,
+    num_write_heads: int = 1,
+    controller: str = "lstm",
+    controller_size: int = 100,
+    shift_range: int = 1,
+    clip_value: float = 20.0,
+    memory_init: float = 1e-6,
+    remat_memory: bool = True,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    self.in_features = _check_size("in_features", in_features)
+    self.output_size, self.num_slots, self.slot_size = output_size, num_slots, slot_size
+    self.num_read_heads, self.num_write_heads = num_read_heads, num_write_heads
+    self.controller_size, self.shift_range = controller_size, shift_range
+    self.clip_value, self.memory_init, self.remat_memory = clip_value, memory_init, remat_memory
+    self.dtype, self.param_dtype = dtype, param_dtype
+    self.controller = controller  # checked with the other sizes just below
+    _check_attributes(self)
+    linear = lambda i, o: nnx.Linear(i, o, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    width = slot_size
+    controller_in = self.in_features + num_read_heads * width
+    if controller == "lstm":
+      self.controller_layer = nnx.OptimizedLSTMCell(
+        controller_in, controller_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+      )
+    else:
+      self.controller_layer = linear(controller_in, controller_size)
+    k = shift_range
+    self.read_heads = linear(controller_size, num_read_heads * head_param_size(width, k))
+    self.write_heads = linear(
+      controller_size, num_write_heads * head_param_size(width, k, write=True)
     )
-    batch = tuple(input_shape[:-1])
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, batch + a.shape), state)
+    self.output = linear(controller_size + num_read_heads * width, output_size)
+
+  def __call__(self, carry: NTMState, x: jax.Array) -> tuple[NTMState, jax.Array]:
+    """One step: ``(carry, x [*B, F]) -> (carry, logits [*B, output_size])``."""
+    layers = self.controller_layer, self.read_heads, self.write_heads, self.output
+    return _cell_step(self, carry, x, *layers)
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None
+  ) -> NTMState:
+    """The initial state with batch axes ``input_shape[:-1]`` (``rngs`` unused)."""
+    del rngs
+    return _initial_carry(self, input_shape)
 
   @property
   def num_feature_axes(self) -> int:
@@ -464,8 +703,12 @@ __all__ = [
   "init_state",
   "read",
   "write",
+  "reset",
+  "read_matrix",
+  "write_matrix",
   "head_param_size",
   "head_params",
   "step",
   "NTMCell",
+  "NNXNTMCell",
 ]

@@ -25,13 +25,14 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from memjax.memory import _carry
+from memjax.memory import _carry, _nnx
 from memjax.ops import _checks
 from memjax.ops.attention import attention_read
 
@@ -221,33 +222,120 @@ def reset(state: CacheState) -> CacheState:
   return jax.tree.map(jnp.zeros_like, state)
 
 
-def _params(
-  module: nn.Module,
-  x: jax.Array,
-  num_heads: int,
-  num_persistent: int,
-  qkv_features: int | None,
-  dtype: jnp.dtype,
-):
-  """Creates (inside ``module``'s compact call) the projections and persistent slots."""
-  features = x.shape[-1]
+def _head_dim(features: int, num_heads: int, num_persistent: int, qkv_features: int | None) -> int:
   qkv = qkv_features or features
   if qkv % num_heads:
     raise ValueError(f"qkv_features={qkv} must be divisible by num_heads={num_heads}")
-  num_persistent = _checks.check_size("num_persistent", num_persistent)
-  dh = qkv // num_heads
-  dense = lambda name: nn.DenseGeneral((num_heads, dh), dtype=dtype, name=name)
-  q, k, v = dense("query")(x), dense("key")(x), dense("value")(x)
-  pk = module.param(
-    "persistent_keys", nn.initializers.normal(dh**-0.5), (num_heads, num_persistent, dh), dtype
-  )
-  pv = module.param(
-    "persistent_values",
+  _checks.check_size("num_persistent", num_persistent)
+  return qkv // num_heads
+
+
+def _persistent_init(num_persistent: int, head_dim: int) -> tuple[Any, Any]:
+  """Initialisers of the persistent keys and values ``[Hd, P, Dh]``."""
+  return (
+    nn.initializers.normal(head_dim**-0.5),
     nn.initializers.normal(num_persistent**-0.5),
-    (num_heads, num_persistent, dh),
-    dtype,
   )
-  return q, k, v, pk, pv
+
+
+def _linen_layers(module: nn.Module, features: int) -> tuple[Any, ...]:
+  """Creates (inside ``module``'s compact call) the projections and persistent slots."""
+  hd, p = module.num_heads, module.num_persistent
+  dh = _head_dim(features, hd, p, module.qkv_features)
+  dense = lambda name: nn.DenseGeneral((hd, dh), dtype=module.dtype, name=name)
+  init_k, init_v = _persistent_init(p, dh)
+  pk = module.param("persistent_keys", init_k, (hd, p, dh), module.dtype)
+  pv = module.param("persistent_values", init_v, (hd, p, dh), module.dtype)
+  out = nn.DenseGeneral(
+    module.out_features or features, axis=(-2, -1), dtype=module.dtype, name="out"
+  )
+  return dense("query"), dense("key"), dense("value"), out, pk, pv
+
+
+def _nnx_layers(module: nnx.Module, features: int, rngs: nnx.Rngs) -> None:
+  """Sets the NNX module's projections and persistent slots (the linen layout)."""
+  hd, p, dtype = module.num_heads, module.num_persistent, module.dtype
+  dh = _head_dim(features, hd, p, module.qkv_features)
+  dense = lambda: nnx.LinearGeneral(features, (hd, dh), dtype=dtype, rngs=rngs)
+  module.query, module.key, module.value = dense(), dense(), dense()
+  init_k, init_v = _persistent_init(p, dh)
+  module.persistent_keys = nnx.Param(init_k(rngs.params(), (hd, p, dh), dtype))
+  module.persistent_values = nnx.Param(init_v(rngs.params(), (hd, p, dh), dtype))
+  module.out = nnx.LinearGeneral(
+    (hd, dh), module.out_features or features, axis=(-2, -1), dtype=dtype, rngs=rngs
+  )
+
+
+def _nnx_layer_tuple(module: nnx.Module) -> tuple[Any, ...]:
+  return (
+    module.query,
+    module.key,
+    module.value,
+    module.out,
+    module.persistent_keys[...],
+    module.persistent_values[...],
+  )
+
+
+def _attend(
+  cell: Any, x: jax.Array, mask: jax.Array | None, layers: tuple[Any, ...]
+) -> tuple[jax.Array, jax.Array]:
+  """Either attention layer: ``(y [*B, T, F_out], weights [*B, Hd, T, P + T])``."""
+  _checks.check_floating("x", x)
+  _checks.check_min_rank("x", x, 2, "[*B, T, F]")
+  batch, t = x.shape[:-2], x.shape[-2]
+  query, key, value, out_layer, pk, pv = layers
+  q, k, v = query(x), key(x), value(x)
+  full = causal_mask(t) if cell.causal else jnp.ones((t, t), bool)
+  if mask is not None:
+    if jnp.result_type(mask) != jnp.bool_:
+      raise TypeError(f"mask must be boolean, got {jnp.result_type(mask)}")
+    if mask.shape not in ((t, t), (*batch, t, t)):
+      raise ValueError(f"mask must have shape {(t, t)} or {(*batch, t, t)}, got {mask.shape}")
+    full = jnp.broadcast_to(full, mask.shape) & mask
+  full = jnp.broadcast_to(full, (*batch, t, t))
+  # [*B, T, Hd, Dh] -> [*B, Hd, T, Dh]; one head of one example at a time.
+  heads_first = lambda a: jnp.moveaxis(a, -2, -3)
+  per_head = jax.vmap(persistent_attention, in_axes=(0, 0, 0, 0, 0, None))
+  per_example = lambda q_, k_, v_, m_: per_head(q_, k_, v_, pk, pv, m_)
+  out, weights = _carry.vmap_batch(per_example, len(batch))(
+    heads_first(q), heads_first(k), heads_first(v), full
+  )
+  return out_layer(jnp.moveaxis(out, -3, -2)), weights  # [*B, T, Hd, Dh] -> [*B, T, F_out]
+
+
+def _cell_step(
+  cell: Any, carry: CacheState, x: jax.Array, layers: tuple[Any, ...]
+) -> tuple[CacheState, jax.Array]:
+  """One token of either cell."""
+  _checks.check_floating("x", x)
+  _checks.check_min_rank("x", x, 1, "[*B, F]")
+  _carry.check_carry_batch(carry, x, {"keys": 3, "values": 3, "count": 0})
+  batch = x.shape[:-1]
+  query, key, value, out_layer, pk, pv = layers
+  q, k, v = query(x), key(x), value(x)
+  if carry.keys.shape[-3:] != (cell.window, *k.shape[-2:]):
+    raise ValueError(
+      f"carry.keys must have shape [*B, {cell.window}, {k.shape[-2]}, {k.shape[-1]}], "
+      f"got {carry.keys.shape}; build it with initialize_carry(rng, x.shape)"
+    )
+
+  def one(state, q_, k_, v_):
+    state = write(state, k_, v_)
+    return state, read(state, q_, pk, pv)[0]
+
+  new, out = _carry.vmap_batch(one, len(batch))(carry, q, k, v)
+  _carry.check_carry_kept(type(cell).__name__, carry, new)
+  return new, out_layer(out)
+
+
+def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> CacheState:
+  batch, features = tuple(input_shape[:-1]), input_shape[-1]
+  qkv = cell.qkv_features or features
+  if qkv % cell.num_heads:
+    raise ValueError(f"qkv_features={qkv} must be divisible by num_heads={cell.num_heads}")
+  state = init_state(cell.window, cell.num_heads, qkv // cell.num_heads, cell.dtype)
+  return _carry.broadcast_state(state, batch)
 
 
 class PersistentMemoryAttention(nn.Module):
@@ -291,32 +379,16 @@ class PersistentMemoryAttention(nn.Module):
       ``y [*B, T, out_features]``, and with ``return_weights`` the weights
       ``[*B, Hd, T, P + T]`` (persistent slots first).
     """
-    _checks.check_floating("x", x)
     _checks.check_min_rank("x", x, 2, "[*B, T, F]")
-    batch, t = x.shape[:-2], x.shape[-2]
-    q, k, v, pk, pv = _params(
-      self, x, self.num_heads, self.num_persistent, self.qkv_features, self.dtype
-    )
-    full = causal_mask(t) if self.causal else jnp.ones((t, t), bool)
-    if mask is not None:
-      if jnp.result_type(mask) != jnp.bool_:
-        raise TypeError(f"mask must be boolean, got {jnp.result_type(mask)}")
-      if mask.shape not in ((t, t), (*batch, t, t)):
-        raise ValueError(f"mask must have shape {(t, t)} or {(*batch, t, t)}, got {mask.shape}")
-      full = jnp.broadcast_to(full, mask.shape) & mask
-    full = jnp.broadcast_to(full, (*batch, t, t))
-    # [*B, T, Hd, Dh] -> [*B, Hd, T, Dh]; one head of one example at a time.
-    heads_first = lambda a: jnp.moveaxis(a, -2, -3)
-    per_head = jax.vmap(persistent_attention, in_axes=(0, 0, 0, 0, 0, None))
-    per_example = lambda q_, k_, v_, m_: per_head(q_, k_, v_, pk, pv, m_)
-    out, weights = _carry.vmap_batch(per_example, len(batch))(
-      heads_first(q), heads_first(k), heads_first(v), full
-    )
-    out = jnp.moveaxis(out, -3, -2)  # [*B, T, Hd, Dh]
-    y = nn.DenseGeneral(
-      self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype, name="out"
-    )(out)
+    y, weights = _attend(self, x, mask, _linen_layers(self, x.shape[-1]))
     return (y, weights) if return_weights else y
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXPersistentMemoryAttention:
+    """The NNX twin of this layer for inputs of ``in_features`` (``params`` copied in)."""
+    return _nnx.to_nnx(self, NNXPersistentMemoryAttention, in_features, rngs, params)
 
 
 class PersistentMemoryCell(nn.RNNCellBase):
@@ -362,29 +434,8 @@ class PersistentMemoryCell(nn.RNNCellBase):
     Returns:
       ``(carry, y [*B, out_features])``.
     """
-    _checks.check_floating("x", x)
     _checks.check_min_rank("x", x, 1, "[*B, F]")
-    _carry.check_carry_batch(carry, x, {"keys": 3, "values": 3, "count": 0})
-    batch = x.shape[:-1]
-    q, k, v, pk, pv = _params(
-      self, x, self.num_heads, self.num_persistent, self.qkv_features, self.dtype
-    )
-    if carry.keys.shape[-3:] != (self.window, *k.shape[-2:]):
-      raise ValueError(
-        f"carry.keys must have shape [*B, {self.window}, {k.shape[-2]}, {k.shape[-1]}], "
-        f"got {carry.keys.shape}; build it with initialize_carry(rng, x.shape)"
-      )
-
-    def one(state, q_, k_, v_):
-      state = write(state, k_, v_)
-      return state, read(state, q_, pk, pv)[0]
-
-    new, out = _carry.vmap_batch(one, len(batch))(carry, q, k, v)
-    _carry.check_carry_kept("PersistentMemoryCell", carry, new)
-    y = nn.DenseGeneral(
-      self.out_features or x.shape[-1], axis=(-2, -1), dtype=self.dtype, name="out"
-    )(out)
-    return new, y
+    return _cell_step(self, carry, x, _linen_layers(self, x.shape[-1]))
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> CacheState:
@@ -398,12 +449,109 @@ class PersistentMemoryCell(nn.RNNCellBase):
       :class:`CacheState` with ``keys, values [*B, W, Hd, Dh]``, ``count [*B]``.
     """
     del rng
-    batch, features = tuple(input_shape[:-1]), input_shape[-1]
-    qkv = self.qkv_features or features
-    if qkv % self.num_heads:
-      raise ValueError(f"qkv_features={qkv} must be divisible by num_heads={self.num_heads}")
-    state = init_state(self.window, self.num_heads, qkv // self.num_heads, self.dtype)
-    return _carry.broadcast_state(state, batch)
+    return _initial_carry(self, input_shape)
+
+  @nn.nowrap
+  def to_nnx(
+    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
+  ) -> NNXPersistentMemoryCell:
+    """The NNX twin of this cell for inputs of ``in_features`` (``params`` copied in)."""
+    return _nnx.to_nnx(self, NNXPersistentMemoryCell, in_features, rngs, params)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class NNXPersistentMemoryAttention(nnx.Module):
+  """The NNX form of :class:`PersistentMemoryAttention` (same computation and layout).
+
+  Args:
+    in_features: F, the input size.
+    num_heads, num_persistent, qkv_features, out_features, causal, dtype: as
+      :class:`PersistentMemoryAttention`.
+    rngs: initialises the projections and the persistent slots.
+
+  Example:
+    >>> layer = NNXPersistentMemoryAttention(8, num_heads=2, num_persistent=4,
+    ...                                      causal=True, rngs=nnx.Rngs(0))
+    >>> layer(jnp.ones((3, 5, 8))).shape
+    (3, 5, 8)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    num_heads: int,
+    num_persistent: int,
+    qkv_features: int | None = None,
+    out_features: int | None = None,
+    causal: bool = False,
+    dtype: jnp.dtype = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    self.in_features = _checks.check_size("in_features", in_features)
+    self.num_heads, self.num_persistent = num_heads, num_persistent
+    self.qkv_features, self.out_features = qkv_features, out_features
+    self.causal, self.dtype = causal, dtype
+    _nnx_layers(self, self.in_features, rngs)
+
+  def __call__(
+    self, x: jax.Array, mask: jax.Array | None = None, return_weights: bool = False
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """As :meth:`PersistentMemoryAttention.__call__`."""
+    y, weights = _attend(self, x, mask, _nnx_layer_tuple(self))
+    return (y, weights) if return_weights else y
+
+
+class NNXPersistentMemoryCell(nnx.RNNCellBase):
+  """The NNX form of :class:`PersistentMemoryCell`: same step, parameters held by NNX.
+
+  Runs under ``nnx.RNN``, ``nnx.scan`` and ``nnx.Bidirectional``; parameters have the
+  layout of :class:`NNXPersistentMemoryAttention` (and of the linen cell, so
+  ``PersistentMemoryCell.to_nnx(F, params=...)`` carries them across).
+
+  Args:
+    in_features: F, the size of one token ``x [*B, F]``.
+    num_heads, num_persistent, window, qkv_features, out_features, dtype: as
+      :class:`PersistentMemoryCell`.
+    rngs: initialises the projections and the persistent slots.
+
+  Example:
+    >>> cell = NNXPersistentMemoryCell(8, num_heads=2, num_persistent=4, window=16,
+    ...                                rngs=nnx.Rngs(0))
+    >>> nnx.RNN(cell)(jnp.ones((3, 5, 8))).shape
+    (3, 5, 8)
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    num_heads: int,
+    num_persistent: int,
+    window: int,
+    qkv_features: int | None = None,
+    out_features: int | None = None,
+    dtype: jnp.dtype = jnp.float32,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    self.in_features = _checks.check_size("in_features", in_features)
+    self.num_heads, self.num_persistent, self.window = num_heads, num_persistent, window
+    self.qkv_features, self.out_features, self.dtype = qkv_features, out_features, dtype
+    _nnx_layers(self, self.in_features, rngs)
+
+  def __call__(self, carry: CacheState, x: jax.Array) -> tuple[CacheState, jax.Array]:
+    """One token: ``(carry, x [*B, F]) -> (carry, y [*B, out_features])``."""
+    return _cell_step(self, carry, x, _nnx_layer_tuple(self))
+
+  def initialize_carry(
+    self, input_shape: tuple[int, ...], rngs: nnx.Rngs | None = None
+  ) -> CacheState:
+    """An empty cache per example (``rngs`` unused)."""
+    del rngs
+    return _initial_carry(self, input_shape)
 
   @property
   def num_feature_axes(self) -> int:
@@ -421,4 +569,6 @@ __all__ = [
   "reset",
   "PersistentMemoryAttention",
   "PersistentMemoryCell",
+  "NNXPersistentMemoryAttention",
+  "NNXPersistentMemoryCell",
 ]

@@ -57,8 +57,14 @@ class _NumpyKV:
     self.step += 1
     return in_place
 
-  def read_and_touch(self, query, k):
-    scores = [float(self.keys[i] @ query) if self.valid[i] else -np.inf for i in range(self.n)]
+  def read_and_touch(self, query, k, similarity="dot"):
+    def score(i):
+      dot = float(self.keys[i] @ query)
+      if similarity == "cosine":
+        dot /= np.linalg.norm(self.keys[i]) * np.linalg.norm(query)
+      return dot
+
+    scores = [score(i) if self.valid[i] else -np.inf for i in range(self.n)]
     idx = sorted(range(self.n), key=lambda i: (-scores[i], i))[:k]
     for i in idx:
       if self.valid[i]:
@@ -189,7 +195,7 @@ def test_matches_numpy_loop(policy):
       )
     else:
       query = rng.normal(size=ks)
-      idx, scores, values = ref.read_and_touch(query, 2)
+      idx, scores, values = ref.read_and_touch(query, 2, "cosine")  # the family's default
       state, r = kv.read_and_touch(state, jnp.asarray(query, jnp.float32), 2)
       np.testing.assert_array_equal(r.indices, idx)
       np.testing.assert_allclose(r.scores, scores, rtol=1e-5, atol=1e-6)
@@ -199,7 +205,7 @@ def test_matches_numpy_loop(policy):
 
 def test_read_is_pure_and_k_beyond_valid_gives_minus_inf():
   state = _write_all(kv.init_state(4, 4, 1), E[:2])
-  r = kv.read(state, jnp.array([0.0, 2.0, 0.0, 0.0]), k=3)
+  r = kv.read(state, jnp.array([0.0, 2.0, 0.0, 0.0]), k=3, similarity="dot")
   np.testing.assert_array_equal(r.indices[:2], [1, 0])
   np.testing.assert_array_equal(r.scores[:2], [2.0, 0.0])
   assert r.scores[2] == -np.inf and not bool(state.valid[r.indices[2]])
@@ -210,6 +216,19 @@ def test_read_is_pure_and_k_beyond_valid_gives_minus_inf():
   out, w = kv.weighted_top_k(r)
   np.testing.assert_allclose(w, [np.e**2 / (np.e**2 + 1), 1 / (np.e**2 + 1), 0.0], rtol=1e-6)
   np.testing.assert_allclose(out, [w[0]], rtol=1e-6)
+
+
+def test_read_and_write_share_one_default_similarity():
+  """kv.read / read_and_touch default to the similarity of write's update check."""
+  state = _write_all(kv.init_state(3, 2, 1), jnp.array([[10.0, 0.0], [1.0, 1.0]]))
+  query = jnp.array([1.0, 1.2])  # dot prefers slot 0 (10 > 2.2); cosine slot 1 (0.64 < 0.996)
+  assert kv.DEFAULT_SIMILARITY == "cosine"
+  assert int(kv.read(state, query).indices[0]) == 1
+  assert int(kv.read_and_touch(state, query)[1].indices[0]) == 1
+  assert int(kv.read(state, query, similarity="dot").indices[0]) == 0
+  # write's in-place check at the same default: [2, 2.4] is within cosine 0.99 of slot 1.
+  updated = kv.write(state, query * 2, jnp.array([7.0]), update_threshold=0.99)
+  assert float(updated.values[1, 0]) == 7.0 and not bool(updated.valid[2])
 
 
 def test_several_queries_touch_each_hit():

@@ -229,3 +229,15 @@ def test_cell_user_encoder_and_noisy_memory_match_numpy_loop(addressing):
     params, np.asarray(x), 2, 4, addressing, encode=encode, memory=np.asarray(carry0.memory)
   )
   np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+
+
+def test_read_is_the_content_read():
+  """matrix.read (the family's read) is read_by_content."""
+  state = matrix.write(matrix.init_state(3, 2), jnp.array([1.0, -2.0]), 1)
+  query = jnp.array([0.5, -1.0])
+  for args in ((), ("dot", 3.0)):
+    got, got_w = matrix.read(state, query, *args)
+    want, want_w = matrix.read_by_content(state, query, *args)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_w, want_w)
+  assert int(jnp.argmax(matrix.read(state, query)[1])) == 1

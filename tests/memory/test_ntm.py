@@ -54,7 +54,8 @@ def test_init_state_constants():
 
 def test_write_erase_add_known_answer():
   memory = jnp.ones((2, 2))
-  out = ntm.write(memory, jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0]]), jnp.array([[2.0, 3.0]]))
+  w, e, a = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0]]), jnp.array([[2.0, 3.0]])
+  out = ntm.write_matrix(memory, w, e, a)
   # row 0: 1 * (1 - 1) + 2, 1 * (1 - 0) + 3; row 1 untouched.
   np.testing.assert_allclose(out, [[2.0, 4.0], [1.0, 1.0]])
 
@@ -64,17 +65,48 @@ def test_write_two_heads_multiply_erases_and_sum_adds():
   weights = jnp.array([[0.5, 0.5], [1.0, 0.0]])
   erase = jnp.array([[1.0, 1.0], [0.5, 0.0]])
   add = jnp.array([[0.0, 2.0], [4.0, 0.0]])
-  out = ntm.write(memory, weights, erase, add)
+  out = ntm.write_matrix(memory, weights, erase, add)
   # keep[0] = (1 - .5)(1 - .5), (1 - .5)(1 - 0); keep[1] = (1 - .5), (1 - .5)
   # adds: row 0 = .5 [0, 2] + [4, 0]; row 1 = .5 [0, 2].
   np.testing.assert_allclose(out, [[0.25 + 4.0, 0.5 + 1.0], [0.5, 0.5 + 1.0]])
-  swapped = ntm.write(memory, weights[::-1], erase[::-1], add[::-1])
+  swapped = ntm.write_matrix(memory, weights[::-1], erase[::-1], add[::-1])
   np.testing.assert_allclose(out, swapped, atol=1e-6)
+
+
+def test_state_read_write_reset_match_the_matrix_ops():
+  """The family API: read/write take the NTMState; reset gives init_state back."""
+  state = ntm.init_state(3, 2, num_read_heads=2, num_write_heads=1, controller_size=4)
+  w, e, a = jnp.array([[0.0, 1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([[2.0, 3.0]])
+  written = ntm.write(state, w, e, a)
+  np.testing.assert_allclose(written.memory, [[1e-6, 1e-6], [2.0, 3.0], [1e-6, 1e-6]])
+  np.testing.assert_array_equal(written.write_weights, w)
+  np.testing.assert_array_equal(written.read_weights, state.read_weights)  # untouched
+  rw = jnp.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
+  np.testing.assert_allclose(ntm.read(written, rw), [[1.0, 1.5], [2.0, 3.0]], rtol=1e-5)
+  np.testing.assert_allclose(
+    ntm.read(written), written.memory[jnp.array([0, 0])]
+  )  # heads on slot 0
+  fresh = ntm.reset(written._replace(reads=jnp.ones((2, 2))))
+  chex.assert_trees_all_equal(fresh, state)
+  with pytest.raises(ValueError, match=r"write_weights \(1, 3\)"):
+    ntm.write(state, jnp.ones((2, 3)), jnp.ones((2, 2)), jnp.ones((2, 2)))
+
+
+def test_matrix_calls_of_read_and_write_still_work_with_a_deprecation_warning():
+  memory = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+  w = jnp.array([[0.0, 1.0]])
+  with pytest.warns(DeprecationWarning, match=r"ntm.read_matrix"):
+    np.testing.assert_array_equal(ntm.read(memory, w), ntm.read_matrix(memory, w))
+  with pytest.warns(DeprecationWarning, match=r"ntm.write_matrix"):
+    old = ntm.write(memory, w, jnp.ones((1, 2)), jnp.ones((1, 2)))
+  np.testing.assert_array_equal(
+    old, ntm.write_matrix(memory, w, jnp.ones((1, 2)), jnp.ones((1, 2)))
+  )
 
 
 def test_read_known_answer():
   memory = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-  out = ntm.read(memory, jnp.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]))
+  out = ntm.read_matrix(memory, jnp.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]))
   np.testing.assert_allclose(out, [[2.0, 3.0], [5.0, 6.0]])
 
 
@@ -277,17 +309,17 @@ _ONES = jnp.ones
     (lambda: ntm.init_state(0, W), ValueError, "num_slots must be a positive int, got 0"),
     (lambda: ntm.init_state(N, W, dtype=jnp.int32), TypeError, "dtype must be floating"),
     (
-      lambda: ntm.write(_ONES((N, W)), _ONES((1, N)), _ONES((1, W + 1)), _ONES((1, W))),
+      lambda: ntm.write_matrix(_ONES((N, W)), _ONES((1, N)), _ONES((1, W + 1)), _ONES((1, W))),
       ValueError,
       r"erase has feature size 6 \(shape \(1, 6\)\) but memory \(8, 5\) has 5",
     ),
     (
-      lambda: ntm.write(_ONES((N, W)), _ONES((1, N + 1)), _ONES((1, W)), _ONES((1, W))),
+      lambda: ntm.write_matrix(_ONES((N, W)), _ONES((1, N + 1)), _ONES((1, W)), _ONES((1, W))),
       ValueError,
       r"weights has feature size 9 .* memory \(8, 5\) has 8",
     ),
     (
-      lambda: ntm.read(_ONES((2, N, W)), _ONES((1, N))),
+      lambda: ntm.read_matrix(_ONES((2, N, W)), _ONES((1, N))),
       ValueError,
       r"memory must have rank 2 \[N, W\] .* got shape \(2, 8, 5\)",
     ),
