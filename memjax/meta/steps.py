@@ -2,7 +2,7 @@
 
 The meta-objective :attr:`MetaLearner.loss` is an ordinary loss over the meta-parameters,
 so :func:`memjax.train.make_train_steps` trains it: each meta-step samples a batch of
-tasks on device from its key (``sample_tasks(key)``), differentiates the loss (the inner
+tasks on device from its key (``sample_tasks(key, context)``), differentiates the loss (the inner
 loops vmapped over the tasks) and applies the outer Optax optimizer, ``steps_per_call``
 meta-steps in one jitted ``lax.scan``. With a data mesh the tasks are split over its
 devices (their axis 0) and ``jit`` adds the all-reduce of the meta-gradient. The state is
@@ -13,7 +13,7 @@ Example:
   >>> import optax
   >>> from memjax.meta import Tasks, maml, mse
   >>> learner = maml(lambda p, x: x @ p["w"], mse, inner_lr=0.1)
-  >>> sample = lambda key: Tasks(*jax.random.normal(key, (4, 8, 5, 1)))  # 8 tasks, 5 shots
+  >>> sample = lambda key, context: Tasks(*jax.random.normal(key, (4, 8, 5, 1)))  # 8 tasks
   >>> opt = optax.adam(1e-2)
   >>> state = create_state(learner, {"w": jnp.zeros((1, 1))}, opt, jax.random.key(0))
   >>> steps = make_meta_train_steps(learner, opt, sample, steps_per_call=10)
@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -63,12 +63,12 @@ def create_state(
 def meta_loss(learner: MetaLearner):
   """``learner.loss`` as a ``memjax.train`` loss ``fn(params, tasks, rng, context)``.
 
-  ``context`` may hold ``{'step_weights': [S]}`` (the multi-step loss's weights).
+  ``context`` may be a dict holding ``'step_weights'`` ([S], the multi-step loss's weights).
   """
 
   def loss(meta_params, tasks, rng, context):
     del rng
-    weights = None if not context else context.get("step_weights")
+    weights = context.get("step_weights") if isinstance(context, Mapping) else None
     return learner.loss(meta_params, tasks, weights)
 
   return loss
@@ -77,7 +77,7 @@ def meta_loss(learner: MetaLearner):
 def make_meta_train_steps(
   learner: MetaLearner,
   outer_optimizer: optax.GradientTransformation,
-  sample_tasks: Callable[[jax.Array], Any] | None,
+  sample_tasks: Callable[[jax.Array, Any], Any] | None,
   *,
   steps_per_call: int | None = None,
   mesh: Mesh | None = None,
@@ -88,8 +88,10 @@ def make_meta_train_steps(
   Args:
     learner: the meta-learner.
     outer_optimizer: the outer Optax optimizer (the one of :func:`create_state`).
-    sample_tasks: ``fn(key) -> tasks`` run on device in every meta-step (tasks on axis
-      0); None = the tasks come from the scanned ``xs`` (leaves ``[steps, T, ...]``).
+    sample_tasks: ``fn(key, context) -> tasks`` run on device in every meta-step (tasks
+      on axis 0); ``context`` is the one passed to the returned function, the place for
+      data arrays (e.g. ``{'images': ...}``: arguments of the compiled step, not constants
+      baked into it). None = the tasks come from the scanned ``xs`` (``[steps, T, ...]``).
     steps_per_call: meta-steps per call when tasks are sampled.
     mesh: a data mesh (:func:`memjax.train.data_mesh`); the tasks are split over it.
     donate: donate the input state's buffers.
@@ -103,8 +105,7 @@ def make_meta_train_steps(
   else:
 
     def batch_fn(x, key, context):
-      del context
-      return sample_tasks(key) if x is None else x
+      return sample_tasks(key, context) if x is None else x
 
   return make_train_steps(
     meta_loss(learner),

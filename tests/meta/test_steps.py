@@ -14,7 +14,7 @@ from memjax.memory import attention
 from tests.meta._quadratic import apply_linear, make_tasks, mse
 
 
-def _sample_linear(key, num_tasks=8):
+def _sample_linear(key, context=None, num_tasks=8):
   kx, kw, kq = jax.random.split(key, 3)
   w = jax.random.normal(kw, (num_tasks, 4))
   x = jax.random.normal(kx, (num_tasks, 6, 4))
@@ -71,7 +71,7 @@ def test_eight_devices_give_the_one_device_meta_gradient():
 
   spy = learner._replace(loss=loss)
   opt = optax.sgd(1.0)
-  sample = lambda key: _sample_linear(key, num_tasks=16)
+  sample = lambda key, context: _sample_linear(key, num_tasks=16)
   out = {}
   for name, mesh in (("one", None), ("eight", train.data_mesh(8))):
     state = meta.create_state(spy, {"w": jnp.zeros(4)}, opt, jax.random.key(5))
@@ -91,7 +91,11 @@ def test_tasks_that_do_not_divide_over_the_devices_are_refused():
   opt = optax.sgd(1.0)
   state = meta.create_state(learner, {"w": jnp.zeros(4)}, opt, jax.random.key(0))
   steps = meta.make_meta_train_steps(
-    learner, opt, lambda k: _sample_linear(k, 12), steps_per_call=1, mesh=train.data_mesh(8)
+    learner,
+    opt,
+    lambda k, c: _sample_linear(k, num_tasks=12),
+    steps_per_call=1,
+    mesh=train.data_mesh(8),
   )
   with pytest.raises(ValueError, match="12, which does not divide over the 8 devices"):
     steps(state)
@@ -121,7 +125,7 @@ def test_meta_learning_a_model_that_reads_a_memjax_memory():
   opt = optax.adam(3e-3)
   state = meta.create_state(learner, params, opt, jax.random.key(1))
   steps = meta.make_meta_train_steps(
-    learner, opt, lambda k: sinusoid.sample_tasks(k, 8, 10), steps_per_call=200
+    learner, opt, lambda k, c: sinusoid.sample_tasks(k, 8, 10), steps_per_call=200
   )
   held_out = sinusoid.sample_tasks(jax.random.key(99), 200, 10, 50)
   before = meta.evaluate(learner, state.params, held_out)["loss"]["mean"]
@@ -132,3 +136,23 @@ def test_meta_learning_a_model_that_reads_a_memjax_memory():
   moved = np.abs(state.params.params["slot_values"] - params["slot_values"]).max()
   assert moved > 1e-3
   assert after < 0.6 * before, (before, after)
+
+
+def test_context_carries_the_data_and_the_multi_step_weights():
+  learner = meta.maml(apply_linear, mse, inner_lr=0.05, num_inner_steps=2, multi_step_loss=True)
+  opt = optax.sgd(0.0)
+  tasks = make_tasks(num_tasks=4, dtype=np.float32)
+  steps = meta.make_meta_train_steps(
+    learner, opt, lambda key, context: context["tasks"], steps_per_call=1
+  )
+  mp = learner.init({"w": jnp.ones(4)})
+  for weights in ([1.0, 0.0], [0.0, 1.0]):
+    state = meta.create_state(learner, {"w": jnp.ones(4)}, opt, jax.random.key(0))
+    context = {"tasks": tasks, "step_weights": jnp.asarray(weights)}
+    _, metrics = steps(state, None, context)
+    expect = learner.loss(mp, tasks, jnp.asarray(weights))[0]
+    np.testing.assert_allclose(metrics["loss"][0], expect, rtol=1e-6)
+  # the two weightings give different objectives (after 1 step vs after 2 steps)
+  assert learner.loss(mp, tasks, jnp.asarray([1.0, 0.0]))[0] != pytest.approx(
+    learner.loss(mp, tasks, jnp.asarray([0.0, 1.0]))[0]
+  )
