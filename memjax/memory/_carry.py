@@ -90,7 +90,7 @@ def io_sizes(in_features: int, input_size: int | None) -> tuple[int, int]:
   if input_size is None or input_size == in_features:
     return in_features, in_features
   if not 1 <= input_size <= in_features:
-    raise ValueError(f"input_size={input_size} must be in [1, in_features={in_features}]")
+    raise ValueError(f"input_size={input_size} must be in [1, {in_features}] (in_features)")
   return input_size, in_features - input_size
 
 

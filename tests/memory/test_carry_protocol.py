@@ -1,10 +1,12 @@
 """The protocol every memory family follows, one table per protocol.
 
-Cells (``CELLS``, every ``nn.RNNCellBase`` in memjax.memory): nn.RNN equals a step loop,
-nn.scan equals nn.RNN, the NNX bridge equals linen, no retrace, compile size independent
-of T, an 8-device sharded run equal to the unsharded one, a batch equals its examples
-run alone, long sequences stay finite, bfloat16 carries, the scan carry rule (a step
-returns the carry's structure, shapes and dtypes), bad inputs named.
+Cells (``CELLS``, every ``nn.RNNCellBase`` in memjax.memory, and each one's NNX form, every
+``nnx.RNNCellBase``, built by ``to_nnx`` with the same parameters; ``API`` runs a test on
+both): nn.RNN / nnx.RNN equal a linen step loop, nn.scan / nnx.scan equal nn.RNN, the NNX
+bridge equals linen, no retrace, compile size independent of T, an 8-device sharded run
+equal to the unsharded one, a batch equals its examples run alone, long sequences stay
+finite, bfloat16 carries, the scan carry rule (a step returns the carry's structure, shapes
+and dtypes), bad inputs named.
 
 Pure state ops (``STATE_OPS``): ``eval_shape`` of every state update is the state, and
 nested ``vmap`` over batch axes equals the single-example op on each example.
@@ -74,36 +76,89 @@ def _params(name):
   return {"cell": jax.jit(cell.init)(jax.random.key(1), carry, x)["params"]}
 
 
-def test_every_memory_cell_is_in_the_table():
-  cells = set()
+def _nnx_cell(name, **attributes):
+  """The NNX form of ``CELLS[name]`` (attributes replaced), holding the linen parameters."""
+  return CELLS[name]().clone(**attributes).to_nnx(F, params=_params(name)["cell"])
+
+
+API = ["linen", "nnx"]
+
+
+def _rnn(api, name, **kw):
+  """``apply(x, **call_kw) -> rnn output`` of the cell under nn.RNN or nnx.RNN (jitted)."""
+  if api == "linen":
+    rnn = nn.RNN(CELLS[name](), **kw)
+    apply = jax.jit(rnn.apply)
+    return lambda x, **call: apply({"params": _params(name)}, x, **call)
+  model = nnx.RNN(_nnx_cell(name), **kw)
+  apply = nnx.jit(lambda m, x, carry, **call: m(x, initial_carry=carry, **call))
+  # The carry nn.RNN starts from without a 'carry' rng (matrix's initial noise: key(0)).
+  first = lambda x: model.cell.initialize_carry(x.shape[:-2] + x.shape[-1:], jax.random.key(0))
+  return lambda x, **call: apply(model, x, first(x), **call)
+
+
+def _module_classes(base):
+  found = set()
   for info in pkgutil.iter_modules(memjax.memory.__path__, "memjax.memory."):
     module = importlib.import_module(info.name)
-    cells |= {
+    found |= {
       obj
       for obj in vars(module).values()
-      if isinstance(obj, type) and issubclass(obj, nn.RNNCellBase) and obj.__module__ == info.name
+      if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == info.name
     }
-  assert cells == {type(make()) for make in CELLS.values()}
+  return found
+
+
+def test_every_memory_cell_is_in_the_table():
+  assert _module_classes(nn.RNNCellBase) == {type(make()) for make in CELLS.values()}
+  assert _module_classes(nnx.RNNCellBase) == {type(_nnx_cell(name)) for name in CELLS}
+
+
+FAMILIES = {
+  "attention": attention,
+  "gated": gated,
+  "holographic": holographic,
+  "kv": kv,
+  "matrix": matrix,
+  "ntm": ntm,
+  "persistent": persistent,
+}
+
+
+def test_every_family_has_the_uniform_api():
+  """init_state, write, read (on the state) and reset in every family module."""
+  modules = {info.name.split(".")[-1] for info in pkgutil.iter_modules(memjax.memory.__path__)}
+  assert {m for m in modules if not m.startswith("_")} == set(FAMILIES)
+  for name, module in FAMILIES.items():
+    for op in ("init_state", "write", "read", "reset"):
+      assert callable(getattr(module, op, None)), f"{name}.{op}"
+      assert op in module.__all__, f"{name}.{op} not exported"
 
 
 # ------------------------------------------------------------------ cells: scans
 
 
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_rnn_return_carry_equals_step_loop_without_retrace(name):
+def test_rnn_return_carry_equals_step_loop_without_retrace(name, api):
   cell = CELLS[name]()
   x = _inputs((3, 6, F))
   params = _params(name)
   # seq_lengths: the returned carry is the memory after each sequence's own length
   # (the first sequence runs all 6 steps).
   lengths = [6, 2, 4]
-  rnn = nn.RNN(cell, return_carry=True)
-  carry, y = jax.jit(rnn.apply)({"params": params}, x, seq_lengths=jnp.array(lengths))
+  carry, y = _rnn(api, name, return_carry=True)(x, seq_lengths=jnp.array(lengths))
 
-  @jax.jit
-  @chex.assert_max_traces(n=1)  # the carry keeps its structure, shapes and dtypes
-  def step(carry, x_t):
-    return cell.apply({"params": params["cell"]}, carry, x_t)
+  if api == "linen":  # the reference: a linen step loop (the NNX cell holds its params)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)  # the carry keeps its structure, shapes and dtypes
+    def step(carry, x_t):
+      return cell.apply({"params": params["cell"]}, carry, x_t)
+
+  else:  # the same loop over the NNX cell's own step, under nnx.jit
+    nnx_step = nnx.jit(chex.assert_max_traces(n=1)(lambda m, c, x_t: m(c, x_t)))
+    step = functools.partial(nnx_step, _nnx_cell(name))
 
   step_carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
   ys, carries = [], []
@@ -157,6 +212,22 @@ def test_nn_scan_equals_nn_rnn(name):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
+def test_nnx_scan_equals_nn_rnn(name):
+  x = _inputs((2, 5, F), seed=1)
+  cell = _nnx_cell(name)
+
+  @nnx.scan(in_axes=(nnx.Carry, 1), out_axes=(nnx.Carry, 1))
+  def scan(carry, x_t):
+    return cell(carry, x_t)
+
+  carry, y = scan(cell.initialize_carry(x[:, 0].shape, jax.random.key(0)), x)
+  rnn = nn.RNN(CELLS[name](), return_carry=True)
+  rnn_carry, rnn_y = rnn.apply({"params": _params(name)}, x)
+  np.testing.assert_allclose(y, rnn_y, rtol=1e-6)
+  chex.assert_trees_all_close(carry, rnn_carry, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
 def test_nnx_bridge_equals_linen(name):
   x = _inputs((2, 5, F), seed=2)
   model = nnx.bridge.ToNNX(nn.RNN(CELLS[name](), return_carry=True), rngs=nnx.Rngs(0))
@@ -170,27 +241,38 @@ def test_nnx_bridge_equals_linen(name):
   assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_compiled_size_does_not_grow_with_length(name):
-  rnn = nn.RNN(CELLS[name](), return_carry=True)
-  params = {"params": _params(name)}
+def test_compiled_size_does_not_grow_with_length(name, api):
+  if api == "linen":
+    rnn = nn.RNN(CELLS[name](), return_carry=True)
+    lower = functools.partial(jax.jit(rnn.apply).lower, {"params": _params(name)})
+  else:
+    graph, state = nnx.split(nnx.RNN(_nnx_cell(name), return_carry=True))
+    run = lambda state, x: nnx.merge(graph, state)(x)
+    lower = functools.partial(jax.jit(run).lower, state)
 
   def hlo_size(length):
     x = jax.ShapeDtypeStruct((2, length, F), jnp.float32)
-    return len(jax.jit(rnn.apply).lower(params, x).as_text().replace(str(length), ""))
+    return len(lower(x).as_text().replace(str(length), ""))
 
   short, long = hlo_size(10), hlo_size(1000)
   assert long < 1.02 * short, (short, long)  # one scan body, not 1000 unrolled steps
 
 
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_sharded_batch_equals_unsharded(name):
+def test_sharded_batch_equals_unsharded(name, api):
   # tests/conftest.py forces the CPU platform with 8 fake devices.
   assert jax.default_backend() == "cpu" and len(jax.devices()) == 8
   mesh = jax.make_mesh((8,), ("batch",), axis_types=(AxisType.Auto,))
-  rnn = nn.RNN(CELLS[name](), return_carry=True, time_major=True)
   x = _inputs((6, 8, F), seed=4)  # time-major [T, B, F]; B is sharded, T is scanned
-  params = {"params": _params(name)}
+  if api == "linen":
+    rnn = nn.RNN(CELLS[name](), return_carry=True, time_major=True)
+    params = {"params": _params(name)}
+  else:
+    graph, params = nnx.split(nnx.RNN(_nnx_cell(name), return_carry=True, time_major=True))
+    rnn = type("Merged", (), {"apply": lambda p, x: nnx.merge(graph, p)(x)})
   apply = jax.jit(rnn.apply)
   want_carry, want_y = apply(params, x)
   x_sharded = jax.device_put(x, NamedSharding(mesh, P(None, "batch")))
@@ -201,31 +283,29 @@ def test_sharded_batch_equals_unsharded(name):
   chex.assert_trees_all_close(carry, want_carry, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_batch_equals_each_example_alone(name):
+def test_batch_equals_each_example_alone(name, api):
   cell = CELLS[name]()
-  rnn = nn.RNN(cell, return_carry=True)
   batch = (2, 3)  # two batch axes: [*B, T, F]
   x = _inputs(batch + (3, F), seed=5)
-  params = {"params": _params(name)}
-  carry, y = jax.jit(rnn.apply)(params, x)
+  carry, y = _rnn(api, name, return_carry=True)(x)
   single = cell.initialize_carry(jax.random.key(0), (F,))
   assert y.shape == batch + (3, OUTPUT_SIZE[name])
   assert jax.tree.map(jnp.shape, carry) == jax.tree.map(lambda a: batch + a.shape, single)
-  apply1 = jax.jit(rnn.apply)  # one compile for every unbatched example
+  apply1 = _rnn(api, name, return_carry=True)  # one compile for every unbatched example
   flat = lambda a: a.reshape((-1,) + a.shape[len(batch) :])
   for i in range(int(np.prod(batch))):
-    carry1, y1 = apply1(params, flat(x)[i])
+    carry1, y1 = apply1(flat(x)[i])
     np.testing.assert_allclose(flat(y)[i], y1, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: flat(a)[i], carry), carry1, atol=1e-6)
 
 
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_long_sequence_stays_finite(name):
-  rnn = nn.RNN(CELLS[name](), return_carry=True)
+def test_long_sequence_stays_finite(name, api):
   x = _inputs((2, LONG[name], F), seed=6) * 10.0
-  params = {"params": _params(name)}
-  carry, y = jax.jit(rnn.apply)(params, x)
+  carry, y = _rnn(api, name, return_carry=True)(x)
   assert y.shape == (2, LONG[name], OUTPUT_SIZE[name])
   assert bool(jnp.isfinite(y).all())
   assert all(bool(jnp.isfinite(a).all()) for a in jax.tree.leaves(carry))
@@ -264,13 +344,33 @@ BAD_CELL_INPUTS += [
 ]
 
 
+_KEY0 = jax.random.key(0)
+# The same bad inputs given to the NNX cell (the last one: building it for 2 features).
+NNX_BAD = {
+  _bad_int_x: lambda name: _nnx_cell(name)(
+    _nnx_cell(name).initialize_carry((2, F), _KEY0), jnp.ones((2, F), jnp.int32)
+  ),
+  _bad_carry_batch: lambda name: _nnx_cell(name)(
+    _nnx_cell(name).initialize_carry((3, F), _KEY0), jnp.ones((2, F))
+  ),
+  _bad_x_features: lambda name: _nnx_cell(name)(
+    _nnx_cell(name).initialize_carry((2, 2), _KEY0), jnp.ones((2, 2))
+  ),
+  _bad_rnn_features: lambda name: CELLS[name]().to_nnx(2),
+}
+
+
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name, bad, error, match", BAD_CELL_INPUTS)
-def test_cell_bad_inputs_name_the_argument(name, bad, error, match):
+def test_cell_bad_inputs_name_the_argument(name, bad, error, match, api):
   cell = CELLS[name]()
   carry = cell.initialize_carry(jax.random.key(0), (2, F))
   params = {"params": _params(name)["cell"]}
   with pytest.raises(error, match=match):
-    bad(cell, params, carry)
+    if api == "linen":
+      bad(cell, params, carry)
+    else:
+      NNX_BAD[bad](name)
 
 
 @pytest.mark.parametrize(
@@ -312,17 +412,21 @@ def _weak_types(tree):
   + [((3,), jnp.float32, True)],  # 64-bit mode: an int64 / float64 leaf would show
 )
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_call_returns_a_carry_typed_like_the_one_it_got(name, jit, batch, dtype, x64):
+def test_call_returns_a_carry_typed_like_the_one_it_got(name, api, jit, batch, dtype, x64):
   with jax.enable_x64(x64):
     cell = CELLS[name]().clone(dtype=dtype)
     x = _inputs(batch + (F,), seed=8).astype(dtype)
     carry = cell.initialize_carry(jax.random.key(0), x.shape)
     params = {"params": _params(name)["cell"]}  # float32 parameters for every case
-    if jit:  # the output types jax.jit(cell.apply) compiles to, without compiling
-      new, y = jax.eval_shape(cell.apply, params, carry, x)
+    apply = functools.partial(cell.apply, params)
+    if api == "nnx":  # built for this dtype (its own parameters: bf16 ones where linen's are)
+      apply = functools.partial(lambda m, c, x_: m(c, x_), cell.to_nnx(F))
+    if jit:  # the output types a jitted step compiles to, without compiling
+      new, y = jax.eval_shape(apply, carry, x)
     else:
-      new, y = cell.apply(params, carry, x)
+      new, y = apply(carry, x)
       assert bool(jnp.isfinite(y.astype(jnp.float32)).all())
     chex.assert_trees_all_equal_structs(new, carry)
     chex.assert_trees_all_equal_shapes_and_dtypes(new, carry)
@@ -330,15 +434,20 @@ def test_call_returns_a_carry_typed_like_the_one_it_got(name, jit, batch, dtype,
     assert y.dtype == dtype and y.shape == batch + (OUTPUT_SIZE[name],)
 
 
+@pytest.mark.parametrize("api", API)
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_call_checks_the_carry_rule_with_its_name(name, monkeypatch):
+def test_call_checks_the_carry_rule_with_its_name(name, api, monkeypatch):
   calls = []
   check = _carry.check_carry_kept
   monkeypatch.setattr(_carry, "check_carry_kept", lambda *a: calls.append(a) or check(*a))
   cell = CELLS[name]()
   x = jnp.ones((2, F))
   carry = cell.initialize_carry(jax.random.key(0), x.shape)
-  jax.eval_shape(cell.init, jax.random.key(1), carry, x)  # the check runs while tracing
+  if api == "linen":
+    jax.eval_shape(cell.init, jax.random.key(1), carry, x)  # the check runs while tracing
+  else:
+    cell = _nnx_cell(name)
+    jax.eval_shape(lambda c, x_: cell(c, x_), carry, x)
   assert [c[0] for c in calls] == [type(cell).__name__]  # once, on the step's own carry
 
 
@@ -423,6 +532,15 @@ STATE_UPDATES = {
     lambda s: persistent.write(s, jnp.ones((2, 3)), jnp.ones((2, 3))),
   ),
   "ntm.step": (lambda dt: ntm.init_state(6, 3, 2, 1, dtype=dt), _ntm_step),
+  "ntm.write": (
+    lambda dt: ntm.init_state(6, 3, 2, 1, controller_size=4, dtype=dt),
+    lambda s: ntm.write(s, jnp.ones((1, 6)) / 6, jnp.ones((1, 3)) / 2, jnp.ones((1, 3))),
+  ),
+  "ntm.reset": (lambda dt: ntm.init_state(6, 3, 2, 1, controller_size=4, dtype=dt), ntm.reset),
+  "matrix.reset": (lambda dt: matrix.init_state(4, 3, dt), lambda s: matrix.reset(s)),
+  "holographic.reset": (lambda dt: holographic.init_state(16, dt), holographic.reset),
+  "gated.reset": (lambda dt: gated.init_state(5, 3, dt), gated.reset),
+  "persistent.reset": (lambda dt: persistent.init_state(4, 2, 3, dt), persistent.reset),
 }
 
 
