@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import memjax
 
@@ -38,7 +39,7 @@ def test_docstring_examples(name):
   module = importlib.import_module(name)
   result = doctest.testmod(
     module,
-    extraglobs={"jax": jax, "jnp": jnp, "nn": nn, "np": np},
+    extraglobs={"jax": jax, "jnp": jnp, "nn": nn, "nnx": nnx, "np": np},
     optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
     report=True,
   )

@@ -11,13 +11,14 @@ from memjax.models.memn2n import (
   reference_position_encoding,
   sentence_ages,
 )
-from memjax.models.ntm import LSTMBaseline, ntm_model, trace_ntm
+from memjax.models.ntm import LSTMBaseline, nnx_ntm_model, ntm_model, trace_ntm
 
 __all__ = [
   "memn2n",
   "ntm",
   "LSTMBaseline",
   "ntm_model",
+  "nnx_ntm_model",
   "trace_ntm",
   "MemN2N",
   "memory_mask",

@@ -312,6 +312,15 @@ class MemN2N(nn.Module):
     >>> logits, attention = model.apply(params, story, query)
     >>> logits.shape, attention.shape
     ((2, 20), (2, 3, 5))
+
+  From NNX, through Flax's bridge (the parameters become ``nnx.Param`` state, trained
+  with ``nnx.Optimizer`` like any NNX module):
+
+    >>> from flax import nnx
+    >>> net = nnx.bridge.ToNNX(model, rngs=nnx.Rngs(0))
+    >>> net = nnx.bridge.lazy_init(net, story, query)
+    >>> net(story, query)[0].shape
+    (2, 20)
   """
 
   vocab_size: int

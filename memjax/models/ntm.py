@@ -1,7 +1,9 @@
 """Sequence models for the NTM paper's algorithmic tasks: the NTM, its LSTM baseline, a trace.
 
 * ``nn.RNN(NTMCell(...))`` is the NTM sequence model (``[B, T, Fi] -> [B, T, Fo]`` logits);
-  :func:`ntm_model` builds it.
+  :func:`ntm_model` builds it; :func:`nnx_ntm_model` builds its NNX form,
+  ``nnx.RNN(NNXNTMCell(...))`` (``NTMCell.to_nnx(Fi, params=...)`` moves trained linen
+  parameters into it).
 * :class:`LSTMBaseline`: the paper's baseline, a stack of LSTMs with a linear read-out.
 * :func:`trace_ntm`: runs the cell over one sequence and records every step's read and
   write weightings; :func:`plot_trace` draws them (the paper's Fig. 6).
@@ -27,8 +29,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from flax import nnx
 
-from memjax.memory.ntm import NTMCell
+from memjax.memory.ntm import NNXNTMCell, NTMCell
 
 
 def ntm_model(output_size: int, **cell_kwargs: Any) -> nn.RNN:
@@ -43,6 +46,29 @@ def ntm_model(output_size: int, **cell_kwargs: Any) -> nn.RNN:
     The model; its parameters are ``{'cell': ...}``.
   """
   return nn.RNN(NTMCell(output_size=output_size, **cell_kwargs), name="ntm")
+
+
+def nnx_ntm_model(
+  in_features: int, output_size: int, *, rngs: nnx.Rngs, **cell_kwargs: Any
+) -> nnx.RNN:
+  """``nnx.RNN(NNXNTMCell(in_features, output_size, **cell_kwargs))``, the NNX NTM model.
+
+  Args:
+    in_features: Fi.
+    output_size: Fo.
+    rngs: initialises the parameters.
+    **cell_kwargs: the other :class:`memjax.memory.ntm.NNXNTMCell` arguments.
+
+  Returns:
+    The model, ``[B, T, Fi] -> [B, T, Fo]`` logits; the cell is ``model.cell``.
+
+  Example:
+    >>> model = nnx_ntm_model(5, 4, num_slots=16, slot_size=6, controller_size=16,
+    ...                       rngs=nnx.Rngs(0))
+    >>> model(jnp.zeros((2, 7, 5))).shape
+    (2, 7, 4)
+  """
+  return nnx.RNN(NNXNTMCell(in_features, output_size, **cell_kwargs, rngs=rngs))
 
 
 class LSTMBaseline(nn.Module):
@@ -137,4 +163,4 @@ def plot_trace(path: str, inputs, targets, trace: dict, title: str, mask=None) -
   plt.close(fig)
 
 
-__all__ = ["ntm_model", "LSTMBaseline", "trace_ntm", "plot_trace"]
+__all__ = ["nnx_ntm_model", "ntm_model", "LSTMBaseline", "trace_ntm", "plot_trace"]
