@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -116,6 +117,53 @@ def to_nnx(
   return cell
 
 
+_TWINS: dict[type, type] = {}
+
+
+def twin_of(linen_cls: type) -> Callable[[type], type]:
+  """Class decorator: registers the decorated NNX class as ``linen_cls``'s twin."""
+
+  def register(nnx_cls: type) -> type:
+    _TWINS[linen_cls] = nnx_cls
+    return nnx_cls
+
+  return register
+
+
+class HasNNXTwin:
+  """Mixin of the linen memory modules: :meth:`to_nnx` builds the registered NNX twin."""
+
+  # A map of the flat linen parameter tree to the NNX layout (None: the same layout).
+  _nnx_convert: Callable[[dict[tuple[str, ...], Any]], dict[tuple[str, ...], Any]] | None = None
+
+  @nn.nowrap
+  def to_nnx(
+    self,
+    in_features: int,
+    *,
+    rngs: nnx.Rngs | None = None,
+    params: Mapping[str, Any] | None = None,
+    **overrides: Any,
+  ) -> Any:
+    """The NNX twin of this module for inputs of ``in_features`` (``params`` copied in).
+
+    Args:
+      in_features: F, the size of one step's input (NNX builds parameters eagerly).
+      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
+      params: optional linen parameters of this module (``variables['params']`` of it)
+        to copy into the twin, see :func:`load_linen_params`.
+      **overrides: constructor arguments of the twin that replace this module's
+        attributes (e.g. an NNX ``encoder``).
+
+    Returns:
+      The NNX module with this module's attributes.
+    """
+    twin = next((_TWINS[c] for c in type(self).__mro__ if c in _TWINS), None)
+    if twin is None:
+      raise TypeError(f"{type(self).__name__} has no registered NNX twin")
+    return to_nnx(self, twin, in_features, rngs, params, type(self)._nnx_convert, **overrides)
+
+
 def carry_key(rngs: nnx.Rngs | nnx.RngStream | jax.Array | None) -> jax.Array | None:
   """A PRNG key from what ``nnx.RNN`` hands ``initialize_carry`` (None stays None)."""
   if rngs is None or isinstance(rngs, jax.Array):
@@ -123,4 +171,12 @@ def carry_key(rngs: nnx.Rngs | nnx.RngStream | jax.Array | None) -> jax.Array | 
   return rngs()
 
 
-__all__ = ["Layer", "linen_attributes", "load_linen_params", "to_nnx", "carry_key"]
+__all__ = [
+  "Layer",
+  "linen_attributes",
+  "load_linen_params",
+  "to_nnx",
+  "twin_of",
+  "HasNNXTwin",
+  "carry_key",
+]

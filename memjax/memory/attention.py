@@ -183,7 +183,7 @@ def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> AttentionState:
   return _carry.broadcast_state(state, tuple(input_shape[:-1]))
 
 
-class AttentionMemoryCell(nn.RNNCellBase):
+class AttentionMemoryCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """Recurrent cell: read the memory by attention, then append the step's encoding.
 
   The input of one step is ONE array ``x [*B, F]``: the first ``input_size`` features
@@ -254,24 +254,12 @@ class AttentionMemoryCell(nn.RNNCellBase):
     del rng
     return _initial_carry(self, input_shape)
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXAttentionMemoryCell:
-    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
-
-    Args:
-      in_features: F, the size of one step's input.
-      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
-      params: optional linen parameters of this cell to copy into the NNX cell.
-    """
-    return _nnx.to_nnx(self, NNXAttentionMemoryCell, in_features, rngs, params)
-
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
+@_nnx.twin_of(AttentionMemoryCell)
 class NNXAttentionMemoryCell(nnx.RNNCellBase):
   """The NNX form of :class:`AttentionMemoryCell`: same step, parameters held by NNX.
 

@@ -214,7 +214,7 @@ def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> GatedState:
   return _carry.broadcast_state(init_state(cell.num_slots, h, cell.dtype), batch)
 
 
-class GatedMemoryCell(nn.RNNCellBase):
+class GatedMemoryCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """Gated short-term memory over the last ``num_slots`` hidden states.
 
   ``x_t`` is the hidden state ``h_t [*B, H]`` of some recurrent or feed-forward model;
@@ -277,19 +277,6 @@ class GatedMemoryCell(nn.RNNCellBase):
     del rng
     return _initial_carry(self, input_shape)
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXGatedMemoryCell:
-    """The NNX twin of this cell for hidden states of ``in_features`` (``params`` copied in).
-
-    Args:
-      in_features: H, the size of one step's hidden state.
-      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
-      params: optional linen parameters of this cell to copy into the NNX cell.
-    """
-    return _nnx.to_nnx(self, NNXGatedMemoryCell, in_features, rngs, params)
-
   @property
   def num_feature_axes(self) -> int:
     return 1
@@ -337,6 +324,7 @@ class GatedMemoryLayer(nn.Module):
     return rnn(hidden, initial_carry=initial_carry)
 
 
+@_nnx.twin_of(GatedMemoryCell)
 class NNXGatedMemoryCell(nnx.RNNCellBase):
   """The NNX form of :class:`GatedMemoryCell`: same step, parameters held by NNX.
 

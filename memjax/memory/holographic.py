@@ -170,7 +170,7 @@ def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> HRRState:
   return _carry.broadcast_state(init_state(cell.dim, cell.dtype), tuple(input_shape[:-1]))
 
 
-class HolographicCell(nn.RNNCellBase):
+class HolographicCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """A recurrent cell whose carry is a holographic memory.
 
   Each step maps ``x_t [*B, F]`` to a key, a value and a query of size ``dim`` and a
@@ -234,24 +234,12 @@ class HolographicCell(nn.RNNCellBase):
     del rng
     return _initial_carry(self, input_shape)
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXHolographicCell:
-    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
-
-    Args:
-      in_features: F, the size of one step's input.
-      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
-      params: optional linen parameters of this cell to copy into the NNX cell.
-    """
-    return _nnx.to_nnx(self, NNXHolographicCell, in_features, rngs, params)
-
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
+@_nnx.twin_of(HolographicCell)
 class NNXHolographicCell(nnx.RNNCellBase):
   """The NNX form of :class:`HolographicCell`: same step, parameters held by NNX.
 

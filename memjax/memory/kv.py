@@ -397,7 +397,7 @@ def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> KVState:
   return _carry.broadcast_state(state, tuple(input_shape[:-1]))
 
 
-class KVCell(nn.RNNCellBase):
+class KVCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """Recurrent cell over a key-value store: top-k read, then write the step's item.
 
   The input of one step is ONE array ``x [*B, F]``: the first ``input_size`` features
@@ -475,24 +475,12 @@ class KVCell(nn.RNNCellBase):
     del rng
     return _initial_carry(self, input_shape)
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXKVCell:
-    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
-
-    Args:
-      in_features: F, the size of one step's input.
-      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
-      params: optional linen parameters of this cell to copy into the NNX cell.
-    """
-    return _nnx.to_nnx(self, NNXKVCell, in_features, rngs, params)
-
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
+@_nnx.twin_of(KVCell)
 class NNXKVCell(nnx.RNNCellBase):
   """The NNX form of :class:`KVCell`: same step, parameters held by NNX.
 

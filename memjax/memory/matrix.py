@@ -275,7 +275,7 @@ def _initial_carry(cell: Any, rng: jax.Array | None, input_shape: tuple[int, ...
   return _carry.broadcast_state(state, tuple(input_shape[:-1]))
 
 
-class MatrixMemoryCell(nn.RNNCellBase):
+class MatrixMemoryCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """Recurrent cell over a memory matrix: content read, then additive write of an encoding.
 
   The input of one step is ONE array ``x [*B, F]``; its first ``input_size`` features
@@ -369,7 +369,7 @@ class MatrixMemoryCell(nn.RNNCellBase):
     params: Any = None,
     encoder: nnx.Module | None = None,
   ) -> NNXMatrixMemoryCell:
-    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
+    """The NNX twin (see :meth:`memjax.memory._nnx.HasNNXTwin.to_nnx`).
 
     Args:
       in_features: F, the size of one step's input.
@@ -386,13 +386,14 @@ class MatrixMemoryCell(nn.RNNCellBase):
         f"this cell's encoder is a linen module ({type(self.encoder).__name__}); pass its "
         "NNX counterpart as to_nnx(..., encoder=...)"
       )
-    return _nnx.to_nnx(self, NNXMatrixMemoryCell, in_features, rngs, params, encoder=encoder)
+    return super().to_nnx(in_features, rngs=rngs, params=params, encoder=encoder)
 
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
+@_nnx.twin_of(MatrixMemoryCell)
 class NNXMatrixMemoryCell(nnx.RNNCellBase):
   """The NNX form of :class:`MatrixMemoryCell`: same step, parameters held by NNX.
 

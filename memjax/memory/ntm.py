@@ -490,7 +490,7 @@ def _linen_to_nnx_layout(flat: dict[tuple[str, ...], Any]) -> dict[tuple[str, ..
   return out
 
 
-class NTMCell(nn.RNNCellBase):
+class NTMCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """Neural Turing Machine cell: controller + read/write heads over a memory matrix.
 
   One step maps ``(carry, x [*B, F])`` to ``(carry, y [*B, output_size])``; ``y`` are
@@ -527,6 +527,10 @@ class NTMCell(nn.RNNCellBase):
     Graves, Wayne, Danihelka 2014, "Neural Turing Machines".
     Collier & Beel 2018, "Implementing Neural Turing Machines" (initialisation, clipping).
   """
+
+  # to_nnx: the linen ``controller`` becomes the NNX ``controller_layer``, its per-gate
+  # LSTM kernels fused as nnx.OptimizedLSTMCell's; everything else copies one to one.
+  _nnx_convert = _linen_to_nnx_layout
 
   output_size: int
   num_slots: int = 128
@@ -587,29 +591,12 @@ class NTMCell(nn.RNNCellBase):
     del rng
     return _initial_carry(self, input_shape)
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXNTMCell:
-    """The NNX twin of this cell for inputs of ``in_features`` (with ``params`` copied in).
-
-    The linen ``controller`` becomes the NNX ``controller_layer``, its per-gate LSTM
-    kernels (``ii``, ``if``, ... ``ho``) fused into the ``dense_i`` / ``dense_h`` layers
-    of ``nnx.OptimizedLSTMCell`` (gates in the order i, f, g, o); everything else copies
-    one to one.
-
-    Args:
-      in_features: F, the size of one step's input.
-      rngs: initialises the NNX parameters (default ``nnx.Rngs(0)``).
-      params: optional linen parameters of this cell to copy into the NNX cell.
-    """
-    return _nnx.to_nnx(self, NNXNTMCell, in_features, rngs, params, _linen_to_nnx_layout)
-
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
+@_nnx.twin_of(NTMCell)
 class NNXNTMCell(nnx.RNNCellBase):
   """The NNX form of :class:`NTMCell`: same step, parameters held by NNX.
 

@@ -338,7 +338,7 @@ def _initial_carry(cell: Any, input_shape: tuple[int, ...]) -> CacheState:
   return _carry.broadcast_state(state, batch)
 
 
-class PersistentMemoryAttention(nn.Module):
+class PersistentMemoryAttention(nn.Module, _nnx.HasNNXTwin):
   """Multi-head self-attention over ``[persistent ; inputs]`` (Sukhbaatar et al. 2019).
 
   Attributes:
@@ -383,15 +383,8 @@ class PersistentMemoryAttention(nn.Module):
     y, weights = _attend(self, x, mask, _linen_layers(self, x.shape[-1]))
     return (y, weights) if return_weights else y
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXPersistentMemoryAttention:
-    """The NNX twin of this layer for inputs of ``in_features`` (``params`` copied in)."""
-    return _nnx.to_nnx(self, NNXPersistentMemoryAttention, in_features, rngs, params)
 
-
-class PersistentMemoryCell(nn.RNNCellBase):
+class PersistentMemoryCell(nn.RNNCellBase, _nnx.HasNNXTwin):
   """Causal persistent-memory attention one token at a time, with a ring cache.
 
   The carry is a :class:`CacheState` of the last ``window`` keys and values; the
@@ -451,18 +444,12 @@ class PersistentMemoryCell(nn.RNNCellBase):
     del rng
     return _initial_carry(self, input_shape)
 
-  @nn.nowrap
-  def to_nnx(
-    self, in_features: int, *, rngs: nnx.Rngs | None = None, params: Any = None
-  ) -> NNXPersistentMemoryCell:
-    """The NNX twin of this cell for inputs of ``in_features`` (``params`` copied in)."""
-    return _nnx.to_nnx(self, NNXPersistentMemoryCell, in_features, rngs, params)
-
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
+@_nnx.twin_of(PersistentMemoryAttention)
 class NNXPersistentMemoryAttention(nnx.Module):
   """The NNX form of :class:`PersistentMemoryAttention` (same computation and layout).
 
@@ -505,6 +492,7 @@ class NNXPersistentMemoryAttention(nnx.Module):
     return (y, weights) if return_weights else y
 
 
+@_nnx.twin_of(PersistentMemoryCell)
 class NNXPersistentMemoryCell(nnx.RNNCellBase):
   """The NNX form of :class:`PersistentMemoryCell`: same step, parameters held by NNX.
 
