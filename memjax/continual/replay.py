@@ -122,21 +122,30 @@ def _write(state_items: Any, items: Any, slots: jax.Array, unique: bool) -> Any:
   return jax.tree.map(put, state_items, items)
 
 
-def add_fifo(state: ReplayState, items: Any) -> ReplayState:
+def add_fifo(state: ReplayState, items: Any, valid: jax.Array | None = None) -> ReplayState:
   """Adds a batch first in, first out: the oldest items are overwritten when full.
 
   Args:
     state: the buffer.
-    items: a pytree like ``state.items`` whose leaves are ``[B, ...]``. With ``B > N``
-      only the last N items are kept (as adding them one by one would).
+    items: a pytree like ``state.items`` whose leaves are ``[B, ...]``. With more than N
+      items only the last N are kept (as adding them one by one would).
+    valid: [B] bool, the items to add (a padded batch); default all. The others are
+      skipped and not counted.
 
   Returns:
-    The buffer with the items in slots ``(seen + i) % N``.
+    The buffer with the i-th added item in slot ``(seen + i) % N``.
 
   Raises:
     ValueError: items whose structure, trailing shapes or dtypes differ from the slots'.
   """
   b, n = _check_items(state, items), capacity(state)
+  if valid is not None:
+    chex.assert_shape(valid, (b,))
+    rank = jnp.cumsum(valid.astype(jnp.int32)) - 1  # position among the added items
+    total = rank[-1] + 1
+    keep = valid & (rank >= total - n)  # not overwritten later in this batch
+    slots = jnp.where(keep, (state.seen + rank) % n, n)
+    return ReplayState(_write(state.items, items, slots, unique=False), state.seen + total)
   seen = state.seen
   if b > n:  # the first b - n would be overwritten within this very batch
     items = jax.tree.map(lambda x: x[b - n :], items)
@@ -145,7 +154,9 @@ def add_fifo(state: ReplayState, items: Any) -> ReplayState:
   return ReplayState(_write(state.items, items, slots, unique=True), seen + b)
 
 
-def add_reservoir(state: ReplayState, items: Any, key: jax.Array) -> ReplayState:
+def add_reservoir(
+  state: ReplayState, items: Any, key: jax.Array, valid: jax.Array | None = None
+) -> ReplayState:
   """Adds a batch by reservoir sampling (algorithm R).
 
   The item numbered ``t`` (0-based, over every item ever offered) goes to slot ``t`` while
@@ -156,34 +167,51 @@ def add_reservoir(state: ReplayState, items: Any, key: jax.Array) -> ReplayState
     state: the buffer.
     items: a pytree like ``state.items`` whose leaves are ``[B, ...]``.
     key: a PRNG key.
+    valid: [B] bool, the items offered (a padded batch); default all. The others are
+      skipped and not counted.
 
   Returns:
-    The buffer (``seen`` advanced by B).
+    The buffer (``seen`` advanced by the items offered).
 
   Raises:
     ValueError: items whose structure, trailing shapes or dtypes differ from the slots'.
   """
   b, n = _check_items(state, items), capacity(state)
   order = jnp.arange(b, dtype=jnp.int32)
-  t = state.seen + order
+  if valid is None:
+    rank, total = order, b
+  else:
+    chex.assert_shape(valid, (b,))
+    rank = jnp.cumsum(valid.astype(jnp.int32)) - 1
+    total = rank[-1] + 1
+  t = state.seen + rank
   draw = jax.random.randint(key, (b,), 0, jnp.maximum(t, 0) + 1, dtype=jnp.int32)
   slots = jnp.where(t < n, t, draw)  # >= N: dropped
+  if valid is not None:
+    slots = jnp.where(valid, slots, n)
   # Several items of this batch may draw the same slot: the last one wins, as it would
   # when added one at a time. Each slot keeps the highest batch position aimed at it.
   last = jnp.full((n,), -1, jnp.int32).at[slots].max(order, mode="drop")
   wins = last[jnp.minimum(slots, n - 1)] == order
   slots = jnp.where((slots < n) & wins, slots, n)
-  return ReplayState(_write(state.items, items, slots, unique=False), state.seen + b)
+  return ReplayState(_write(state.items, items, slots, unique=False), state.seen + total)
 
 
-def add(state: ReplayState, items: Any, key: jax.Array | None = None, *, policy: str = "fifo"):
+def add(
+  state: ReplayState,
+  items: Any,
+  key: jax.Array | None = None,
+  valid: jax.Array | None = None,
+  *,
+  policy: str = "fifo",
+) -> ReplayState:
   """:func:`add_fifo` or :func:`add_reservoir` by name (``key`` needed for reservoir)."""
   if policy == "fifo":
-    return add_fifo(state, items)
+    return add_fifo(state, items, valid)
   if policy == "reservoir":
     if key is None:
       raise ValueError("policy='reservoir' needs a PRNG key")
-    return add_reservoir(state, items, key)
+    return add_reservoir(state, items, key, valid)
   raise ValueError(f"policy={policy!r} must be one of {POLICIES}")
 
 

@@ -51,6 +51,22 @@ def test_fifo_keeps_the_last_items_in_order_like_a_deque():
     np.testing.assert_array_equal(np.asarray(state.items["x"])[order, 1], -np.array(reference))
 
 
+def test_fifo_with_a_validity_mask_adds_only_the_valid_items():
+  rng = np.random.default_rng(0)
+  masked = plain = replay.init_state(5, _example())
+  start = 0
+  for batch in (3, 8, 1, 14):
+    valid = rng.random(batch) < 0.6
+    assert batch < 14 or valid.sum() > 5  # more valid items than slots in one batch
+    items = _items(start, batch)
+    masked = replay.add_fifo(masked, items, jnp.asarray(valid))
+    plain = replay.add_fifo(plain, jax.tree.map(lambda x, v=valid: x[v], items))
+    start += batch
+    assert int(masked.seen) == int(plain.seen)
+    n = int(replay.size(plain))
+    np.testing.assert_array_equal(masked.items["y"][:n], plain.items["y"][:n])
+
+
 def test_fifo_before_full_fills_slots_in_order():
   state = replay.add_fifo(replay.init_state(6, _example()), _items(10, 4))
   np.testing.assert_array_equal(state.items["y"], [10, 11, 12, 13, 0, 0])
@@ -81,8 +97,10 @@ def test_add_and_sample_inside_a_scan_keep_the_state_type():
 # ----------------------------------------------------------------------------- reservoir
 
 
-@pytest.mark.parametrize("batch", [4, 12])  # collisions within a batch; a batch > capacity
-def test_reservoir_inclusion_probability_is_k_over_n(batch):
+@pytest.mark.parametrize(
+  ("batch", "padded"), [(4, False), (12, False), (6, True)]
+)  # collisions within a batch; a batch > capacity; padded batches (validity masks)
+def test_reservoir_inclusion_probability_is_k_over_n(batch, padded):
   capacity, num_items, seeds = 5, 24, 4000
   example = {"y": jnp.zeros((), jnp.int32)}
 
@@ -90,10 +108,17 @@ def test_reservoir_inclusion_probability_is_k_over_n(batch):
     state = replay.init_state(capacity, example)
     for i, start in enumerate(range(0, num_items, batch)):
       ids = {"y": jnp.arange(start, start + batch, dtype=jnp.int32)}
-      state = replay.add_reservoir(state, ids, jax.random.fold_in(key, i))
-    return state.items["y"]
+      if padded:  # each item followed by a copy marked invalid: the copies never enter
+        ids = {"y": jnp.stack([ids["y"], ids["y"] + 1000], axis=1).reshape(-1)}
+        valid = ids["y"] < 1000
+        state = replay.add_reservoir(state, ids, jax.random.fold_in(key, i), valid)
+      else:
+        state = replay.add_reservoir(state, ids, jax.random.fold_in(key, i))
+    return state.items["y"], state.seen
 
-  kept = np.asarray(jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), seeds)))
+  kept, seen = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), seeds))
+  kept = np.asarray(kept)
+  assert np.all(np.asarray(seen) == num_items)  # invalid items are not counted
   # Bounded and exact contents: each run holds `capacity` distinct items seen so far.
   assert kept.shape == (seeds, capacity)
   assert all(len(set(row)) == capacity for row in kept)
