@@ -89,7 +89,8 @@ def make_model(config: ml_collections.ConfigDict):
   raise ValueError(f"config.data.name={config.data.name!r} must be 'sinusoid' or 'omniglot'")
 
 
-def _optimizer(name: str, lr: float, what: str) -> optax.GradientTransformation:
+def make_optimizer(name: str, lr: float, what: str) -> optax.GradientTransformation:
+  """``optax.sgd(lr)`` or ``optax.adam(lr)``; ``what`` names the config field in errors."""
   if name == "sgd":
     return optax.sgd(lr)
   if name == "adam":
@@ -104,10 +105,11 @@ def make_learner(config: ml_collections.ConfigDict, apply_fn) -> meta.MetaLearne
     "inner_lr": config.inner.lr,
     "num_inner_steps": config.inner.num_steps,
     "metric_fns": {"accuracy": meta.accuracy} if classify else None,
+    "tasks_per_vmap": config.tasks_per_vmap or None,
   }
   learned = config.algorithm in ("meta_sgd", "maml_plus_plus")
   if config.inner.optimizer != "sgd" or not learned:
-    kwargs["inner_optimizer"] = _optimizer(
+    kwargs["inner_optimizer"] = make_optimizer(
       config.inner.optimizer, 1.0 if learned else config.inner.lr, "inner"
     )
   if config.algorithm == "anil":
@@ -209,22 +211,41 @@ def _headline(config, test: dict) -> dict[str, Any]:
   return {"ours": ours, "paper": paper.get(config.algorithm), "paper_source": PAPER_SOURCE}
 
 
-def _plot_adaptation(path, config, learner, meta_params, task) -> None:
-  """A test task: the true curve, the support points, the model before / after 1 and 10 steps."""
+def adaptation_curves(learner, meta_params, task, steps=(1, 10)) -> dict[str, np.ndarray]:
+  """One sinusoid task on a grid of 200 x in [-5, 5]: the truth, the model before and after
+  each number of ``steps`` on its support set (the MAML paper's Figure 2)."""
   x = jnp.linspace(-5.0, 5.0, 200)[:, None]
-  curves = {"ground truth": sinusoid.sine(task.amplitude[:1], task.phase[:1], x[None])[0, :, 0]}
-  curves["pre-update"] = learner.apply_fn(meta_params.params, x)[:, 0]
-  for n in (1, 10):
+  curves = {
+    "x": x[:, 0],
+    "ground truth": sinusoid.sine(task.amplitude[:1], task.phase[:1], x[None])[0],
+  }
+  curves["pre-update"] = learner.apply_fn(meta_params.params, x)
+  for n in steps:
     adapted, _ = learner.adapt(meta_params, task.support_x[0], task.support_y[0], num_steps=n)
-    curves[f"after {n} step{'s' if n > 1 else ''}"] = learner.apply_fn(adapted, x)[:, 0]
-  plot_curves(
-    path,
-    np.asarray(x[:, 0]),
-    jax.device_get(curves),
-    title=f"{config.name} ({config.algorithm}), K={config.data.num_shots}: support at "
-    + ", ".join(f"{float(v):.1f}" for v in np.sort(np.asarray(task.support_x[0, :, 0]))),
-    xlabel="x",
-  )
+    curves[f"{n} grad step{'s' if n > 1 else ''}"] = learner.apply_fn(adapted, x)
+  return {k: np.asarray(v).ravel() for k, v in curves.items()}
+
+
+def plot_adaptation(path: str, curves: dict[str, np.ndarray], task, title: str) -> None:
+  """Saves the curves of :func:`adaptation_curves` with the task's support points."""
+  import matplotlib  # noqa: PLC0415  (a plotting backend only when plotting)
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  styles = {"ground truth": ("k", "-"), "pre-update": ("tab:gray", ":")}
+  for i, (label, y) in enumerate((k, v) for k, v in curves.items() if k != "x"):
+    color, line = styles.get(label, (f"C{i}", "--"))
+    ax.plot(curves["x"], y, color=color, linestyle=line, label=label)
+  sx, sy = np.asarray(task.support_x[0]).ravel(), np.asarray(task.support_y[0]).ravel()
+  ax.plot(sx, sy, "^", color="tab:purple", label=f"{sx.size} support points")
+  ax.set_xlabel("x")
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -241,10 +262,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_rounds = -(-config.num_meta_steps // config.steps_per_call)
   mesh = train.data_mesh(config.num_devices or None)
   train.check_batch_divisible(config.meta_batch_size, mesh, "config.meta_batch_size")
+  if mesh.size > 1 and config.tasks_per_vmap:
+    raise ValueError(
+      f"config.tasks_per_vmap={config.tasks_per_vmap} runs the tasks one chunk after another, "
+      f"which cannot split them over the {mesh.size} devices; use config.tasks_per_vmap=0"
+    )
   tasks = make_tasks(config)
   apply_fn, params = make_model(config)
   learner = make_learner(config, apply_fn)
-  outer = _optimizer(config.outer.optimizer, config.outer.lr, "outer")
+  outer = make_optimizer(config.outer.optimizer, config.outer.lr, "outer")
   steps = meta.make_meta_train_steps(
     learner, outer, tasks.sample_train, steps_per_call=config.steps_per_call, mesh=mesh
   )
@@ -316,7 +342,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
   if config.plots and config.data.name == "sinusoid":
     one = sinusoid.sample_tasks(jax.random.key(config.seed + 4), 1, config.data.num_shots)
-    _plot_adaptation(os.path.join(workdir, "adaptation.png"), config, learner, state.params, one)
+    curves = adaptation_curves(learner, state.params, one)
+    title = f"{config.name}: {config.algorithm}, {int(state.step)} meta-iterations"
+    plot_adaptation(os.path.join(workdir, "adaptation.png"), curves, one, title)
   train.write_results(workdir, metrics, config, result.wall_time_s)
   ours = metrics["ours"]
   print(

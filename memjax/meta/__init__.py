@@ -34,6 +34,7 @@ from memjax.meta.algorithms import (
   maml_plus_plus,
   meta_sgd,
   multi_step_weights,
+  over_tasks,
   reptile,
 )
 from memjax.meta.evaluation import confidence_interval, evaluate, make_task_scores, summarize
@@ -65,6 +66,7 @@ __all__ = [
   "maml_plus_plus",
   "meta_sgd",
   "multi_step_weights",
+  "over_tasks",
   "reptile",
   "confidence_interval",
   "make_task_scores",

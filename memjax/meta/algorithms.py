@@ -78,6 +78,7 @@ class MetaLearner(NamedTuple):
     score: ``fn(params, x, y) -> {'loss': [], **metrics}``: one task's query scores.
     apply_fn: the model, ``fn(params, x) -> predictions``.
     num_steps: the inner steps of training.
+    tasks_per_vmap: how ``loss`` runs over tasks (see :func:`maml`).
   """
 
   init: Callable[[Any], MetaParams]
@@ -86,6 +87,7 @@ class MetaLearner(NamedTuple):
   score: Callable[[Any, jax.Array, jax.Array], dict[str, jax.Array]]
   apply_fn: ApplyFn
   num_steps: int
+  tasks_per_vmap: int | None = None
 
 
 def _check_tasks(tasks: Any) -> None:
@@ -104,6 +106,14 @@ def _check_tasks(tasks: Any) -> None:
     x, y = shapes[f"{split}_x"], shapes[f"{split}_y"]
     if x[1] != y[1]:
       raise ValueError(f"tasks.{split}_x {x} and tasks.{split}_y {y} hold different examples")
+
+
+def over_tasks(fn: Callable[[Any], Any], tasks: Any, tasks_per_vmap: int | None) -> Any:
+  """``fn`` over the tasks (axis 0): all at once by ``vmap`` (None), else ``lax.map`` over
+  chunks of ``tasks_per_vmap`` tasks (1: one after another)."""
+  if tasks_per_vmap is None:
+    return jax.vmap(fn)(tasks)
+  return jax.lax.map(fn, tasks, batch_size=tasks_per_vmap if tasks_per_vmap > 1 else None)
 
 
 def _scorer(apply_fn: ApplyFn, loss_fn: LossFn, metric_fns: MetricFns):
@@ -146,6 +156,7 @@ def maml(
   multi_step_loss: bool = False,
   inner_mask: Mask = None,
   metric_fns: MetricFns | None = None,
+  tasks_per_vmap: int | None = None,
 ) -> MetaLearner:
   """MAML and its variants (each a config away; see :func:`fomaml`, :func:`anil`, ...).
 
@@ -163,18 +174,26 @@ def maml(
     multi_step_loss: MAML++'s loss: the query losses after every step, weighted.
     inner_mask: which parameters the inner loop adapts (ANIL); None = all.
     metric_fns: name -> ``fn(predictions, y) -> []`` reported on the query set.
+    tasks_per_vmap: None = every task of a batch in one ``vmap``; k = ``lax.map`` over
+      chunks of k tasks (1: one after another). On CPU a convolution under a ``vmap`` over
+      per-task (adapted) kernels becomes a grouped convolution, many times slower than
+      running the tasks one after another; with a data mesh keep None (a ``lax.map``
+      runs over the split task axis).
 
   Returns:
     A :class:`MetaLearner`.
 
   Raises:
-    ValueError: a non-positive ``num_inner_steps`` or an unknown ``learn_rates``.
+    ValueError: a non-positive ``num_inner_steps`` or ``tasks_per_vmap``, or an unknown
+      ``learn_rates``.
   """
   num_inner_steps = int(num_inner_steps)
   if num_inner_steps < 1:
     raise ValueError(f"num_inner_steps={num_inner_steps} must be >= 1")
   if learn_rates not in (None, *RATE_KINDS):
     raise ValueError(f"learn_rates={learn_rates!r} must be None or one of {RATE_KINDS}")
+  if tasks_per_vmap is not None and int(tasks_per_vmap) < 1:
+    raise ValueError(f"tasks_per_vmap={tasks_per_vmap} must be None or >= 1")
   if per_step_rates and learn_rates is None:
     raise ValueError("per_step_rates needs learn_rates ('per_layer' or 'per_parameter')")
   if inner_optimizer is None:
@@ -224,13 +243,13 @@ def maml(
     step_weights = jnp.asarray(step_weights)
     if step_weights.shape != (num_inner_steps,):
       raise ValueError(f"step_weights {step_weights.shape} must be [{num_inner_steps}]")
-    objective, scores = jax.vmap(task_loss, in_axes=(None, 0, None))(
-      meta_params, tasks, step_weights
+    objective, scores = over_tasks(
+      lambda task: task_loss(meta_params, task, step_weights), tasks, tasks_per_vmap
     )
     metrics = {f"query_{k}": jnp.mean(v) for k, v in scores.items()}
     return jnp.mean(objective), metrics
 
-  return MetaLearner(init, adapt, loss, score, apply_fn, num_inner_steps)
+  return MetaLearner(init, adapt, loss, score, apply_fn, num_inner_steps, tasks_per_vmap)
 
 
 def fomaml(apply_fn: ApplyFn, loss_fn: LossFn, **kwargs: Any) -> MetaLearner:
@@ -271,6 +290,7 @@ def reptile(
   inner_optimizer: optax.GradientTransformation | None = None,
   inner_mask: Mask = None,
   metric_fns: MetricFns | None = None,
+  tasks_per_vmap: int | None = None,
 ) -> MetaLearner:
   """Reptile: the loss's gradient is ``theta - mean_i phi_i`` (phi_i adapted on task i).
 
@@ -289,6 +309,7 @@ def reptile(
     first_order=True,
     inner_mask=inner_mask,
     metric_fns=metric_fns,
+    tasks_per_vmap=tasks_per_vmap,
   )
 
   def task_loss(meta_params, task):
@@ -304,7 +325,7 @@ def reptile(
   def loss(meta_params, tasks, step_weights=None):
     del step_weights
     _check_tasks(tasks)
-    objective, scores = jax.vmap(task_loss, in_axes=(None, 0))(meta_params, tasks)
+    objective, scores = over_tasks(lambda task: task_loss(meta_params, task), tasks, tasks_per_vmap)
     return jnp.mean(objective), {f"query_{k}": jnp.mean(v) for k, v in scores.items()}
 
   return base._replace(loss=loss)
@@ -332,6 +353,7 @@ __all__ = [
   "MetaParams",
   "MetaLearner",
   "multi_step_weights",
+  "over_tasks",
   "maml",
   "fomaml",
   "anil",

@@ -1,6 +1,8 @@
 """memjax.meta.algorithms: meta-gradients against finite differences, an explicit unrolled
 computation and the closed forms on a quadratic loss (numpy, float64)."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -219,6 +221,26 @@ def test_jit_and_no_jit_agree():
   eager = grad_fn(mp, tasks)
   jitted = jax.jit(grad_fn)(mp, tasks)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), eager, jitted)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "reptile"])
+def test_tasks_one_after_another_or_in_chunks_equal_one_vmap(algorithm):
+  tasks = make_tasks(num_tasks=5)
+  with jax.enable_x64(True):
+    out = {}
+    for per_vmap in (None, 1, 2):
+      learner = meta.make_learner(algorithm, apply_linear, mse, tasks_per_vmap=per_vmap)
+      mp = learner.init({"w": jnp.asarray(_theta())})
+      loss_and_grad = jax.jit(
+        jax.value_and_grad(functools.partial(learner.loss, tasks=tasks), has_aux=True)
+      )
+      out[per_vmap] = loss_and_grad(mp)
+  for per_vmap in (1, 2):
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), out[per_vmap], out[None]
+    )
+  with pytest.raises(ValueError, match="tasks_per_vmap=0 must be None or >= 1"):
+    meta.maml(apply_linear, mse, tasks_per_vmap=0)
 
 
 def test_inner_optimizer_is_any_optax_transformation():

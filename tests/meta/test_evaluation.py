@@ -17,6 +17,7 @@ def test_task_scores_match_numpy_per_task():
     mp = learner.init({"w": jnp.asarray(theta)})
     scores = jax.device_get(meta.make_task_scores(learner, num_steps=3, chunk_size=2)(mp, tasks))
     whole = jax.device_get(meta.make_task_scores(learner, num_steps=3, chunk_size=None)(mp, tasks))
+    single = jax.device_get(meta.make_task_scores(learner, num_steps=3, chunk_size=1)(mp, tasks))
   after = [
     np.mean((qx @ np_sgd(theta, sx, sy, 0.05, 3) - qy) ** 2)
     for sx, sy, qx, qy in zip(*tasks, strict=True)
@@ -29,6 +30,7 @@ def test_task_scores_match_numpy_per_task():
   np.testing.assert_allclose(scores["loss_before"], before, rtol=1e-10)
   # 5 tasks in chunks of 2 (the last chunk short) equal one chunk of 5.
   np.testing.assert_allclose(scores["loss"], whole["loss"], rtol=1e-12)
+  np.testing.assert_allclose(single["loss"], whole["loss"], rtol=1e-12)
 
 
 def test_metrics_are_scored_before_and_after():

@@ -45,6 +45,7 @@ def get_config(arg=None):
   config.outer.lr = 1e-3  # beta (the paper's Adam step size)
 
   config.meta_batch_size = 25  # tasks per meta-step (the paper's)
+  config.tasks_per_vmap = 0  # 0: the tasks of a meta-step in one vmap; k: lax.map over k
   config.num_meta_steps = 10_000  # meta-iterations (the paper: 70,000)
   config.steps_per_call = 500  # meta-steps fused in one jitted lax.scan
   config.log_every = 1000  # meta-steps between curve points (evaluation on held-out tasks)
@@ -57,6 +58,6 @@ def get_config(arg=None):
   config.eval.num_steps = (1, 10)  # inner steps at test time (each reported)
   config.eval.report_steps = 1  # the steps of the headline figure
   config.eval.curve_num_tasks = 200  # held-out tasks of the learning curve
-  config.eval.chunk_size = 250  # test tasks adapted at once
+  config.eval.chunk_size = 250  # test tasks adapted at once (1: one after another)
   config.plots = True  # learning curve and adaptation figure
   return config
