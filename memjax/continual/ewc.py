@@ -26,7 +26,8 @@ of squared per-example gradients of the log-likelihood:
   common, but not the Fisher: it vanishes where the model fits the data (Kunstner et al.).
 * ``'exact'`` (the default): the true Fisher, the expectation over the model's own
   predictive distribution, ``E_x sum_c p(c | x) (d log p(c | x))^2``, computed exactly
-  over the C classes (C backward passes per example).
+  over the C classes (C backward passes per example, ``chunk_size * C`` gradients in
+  memory at once: for many classes use ``'sampled'``).
 * ``'sampled'``: the true Fisher estimated with labels drawn from the model
   (``num_samples`` per example); unbiased, cheaper than exact for many classes.
 

@@ -40,7 +40,7 @@ def test_fifo_keeps_the_last_items_in_order_like_a_deque():
   reference = collections.deque(maxlen=capacity)
   start = 0
   add = jax.jit(replay.add_fifo)
-  for batch in (2, 1, 4, 7, 3, 5, 12):  # batches of 7 and 12 exceed the capacity
+  for batch in (3, 4, 12):  # part full; wrapping around; more items than slots
     state = add(state, _items(start, batch))
     reference.extend(range(start, start + batch))
     start += batch
@@ -53,24 +53,24 @@ def test_fifo_keeps_the_last_items_in_order_like_a_deque():
 
 def test_fifo_with_a_validity_mask_adds_only_the_valid_items():
   rng = np.random.default_rng(0)
-  masked = plain = replay.init_state(5, _example())
-  start = 0
-  for batch in (3, 8, 1, 14):
-    valid = rng.random(batch) < 0.6
-    assert batch < 14 or valid.sum() > 5  # more valid items than slots in one batch
-    items = _items(start, batch)
-    masked = replay.add_fifo(masked, items, jnp.asarray(valid))
-    plain = replay.add_fifo(plain, jax.tree.map(lambda x, v=valid: x[v], items))
-    start += batch
-    assert int(masked.seen) == int(plain.seen)
-    n = int(replay.size(plain))
-    np.testing.assert_array_equal(masked.items["y"][:n], plain.items["y"][:n])
+  state = replay.init_state(5, _example())
+  reference = collections.deque(maxlen=5)
+  add = jax.jit(replay.add_fifo)
+  masks = [rng.random(8) < 0.5 for _ in range(3)] + [np.arange(8) != 3]  # 7 valid > 5 slots
+  for i, valid in enumerate(masks):
+    state = add(state, _items(8 * i, 8), jnp.asarray(valid))
+    reference.extend(np.arange(8 * i, 8 * i + 8)[valid])
+    assert int(state.seen) == sum(int(m.sum()) for m in masks[: i + 1])
+    order = np.asarray(replay.fifo_order(state))[: len(reference)]
+    np.testing.assert_array_equal(np.asarray(state.items["y"])[order], list(reference))
 
 
 def test_fifo_before_full_fills_slots_in_order():
-  state = replay.add_fifo(replay.init_state(6, _example()), _items(10, 4))
+  empty = replay.init_state(6, _example())
+  state = replay.add_fifo(empty, _items(10, 4))  # eager ...
   np.testing.assert_array_equal(state.items["y"], [10, 11, 12, 13, 0, 0])
   np.testing.assert_array_equal(replay.valid(state), [1, 1, 1, 1, 0, 0])
+  chex.assert_trees_all_equal(jax.jit(replay.add_fifo)(empty, _items(10, 4)), state)  # ... = jit
 
 
 def test_add_and_sample_inside_a_scan_keep_the_state_type():
@@ -87,8 +87,6 @@ def test_add_and_sample_inside_a_scan_keep_the_state_type():
   assert int(final.seen) == steps * batch and samples.shape == (steps, 4)
   # Every sample is an item added by then (ids < 3 * (step + 1)).
   assert np.all(np.asarray(samples) < 3 * (np.arange(steps)[:, None] + 1))
-  eager = jax.lax.scan(body, state, xs)
-  chex.assert_trees_all_equal((final, samples), eager)  # jit and no-jit agree
   chex.assert_trees_all_equal_shapes_and_dtypes(
     jax.eval_shape(replay.add_fifo, state, jax.tree.map(lambda x: x[0], xs)), state
   )
@@ -104,16 +102,19 @@ def test_reservoir_inclusion_probability_is_k_over_n(batch, padded):
   capacity, num_items, seeds = 5, 24, 4000
   example = {"y": jnp.zeros((), jnp.int32)}
 
+  ids = jnp.arange(num_items, dtype=jnp.int32).reshape(-1, batch)
+  if padded:  # each item followed by a copy marked invalid: the copies never enter
+    ids = jnp.stack([ids, ids + 1000], axis=2).reshape(ids.shape[0], -1)
+
   def run(key):
-    state = replay.init_state(capacity, example)
-    for i, start in enumerate(range(0, num_items, batch)):
-      ids = {"y": jnp.arange(start, start + batch, dtype=jnp.int32)}
-      if padded:  # each item followed by a copy marked invalid: the copies never enter
-        ids = {"y": jnp.stack([ids["y"], ids["y"] + 1000], axis=1).reshape(-1)}
-        valid = ids["y"] < 1000
-        state = replay.add_reservoir(state, ids, jax.random.fold_in(key, i), valid)
-      else:
-        state = replay.add_reservoir(state, ids, jax.random.fold_in(key, i))
+    def body(state, step):
+      i, y = step
+      k = jax.random.fold_in(key, i)
+      if padded:
+        return replay.add_reservoir(state, {"y": y}, k, y < 1000), None
+      return replay.add_reservoir(state, {"y": y}, k), None
+
+    state, _ = jax.lax.scan(body, replay.init_state(capacity, example), (jnp.arange(len(ids)), ids))
     return state.items["y"], state.seen
 
   kept, seen = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), seeds))
@@ -132,9 +133,10 @@ def test_reservoir_inclusion_probability_is_k_over_n(batch, padded):
 
 
 def test_reservoir_before_full_keeps_everything_in_order():
-  state = replay.add_reservoir(replay.init_state(6, _example()), _items(0, 4), jax.random.key(0))
-  np.testing.assert_array_equal(state.items["y"], [0, 1, 2, 3, 0, 0])
-  state = replay.add_reservoir(state, _items(4, 2), jax.random.key(1))
+  add = jax.jit(replay.add_reservoir)
+  state = add(replay.init_state(6, _example()), _items(0, 3), jax.random.key(0))
+  np.testing.assert_array_equal(state.items["y"], [0, 1, 2, 0, 0, 0])
+  state = add(state, _items(3, 3), jax.random.key(1))
   np.testing.assert_array_equal(state.items["y"], [0, 1, 2, 3, 4, 5])
 
 
