@@ -4,8 +4,9 @@ Every memory is a pytree state with pure ``write`` / ``read`` functions, run ove
 time with ``jax.lax.scan``; Flax cells wrap them with learned parameters.
 
 Subpackages: ``ops`` (similarity, retrieval, addressing, HRR), ``memory`` (the memory
-families), ``models`` (MemN2N), ``data`` (bAbI, algorithmic tasks), ``train``
-(checkpoints, results, device mesh).
+families, linen and NNX cells), ``models`` (MemN2N, NTM), ``data`` (bAbI, Omniglot,
+sinusoid, digits, algorithmic tasks), ``train`` (checkpoints, results, device mesh),
+``meta`` (MAML, FOMAML, Reptile, ANIL, Meta-SGD), ``continual`` (replay, EWC, distillation).
 """
 
 import importlib
@@ -16,12 +17,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-  # data and train pull in tensorflow_datasets / orbax: loaded on first use.
-  if name in ("data", "train"):
+  # data, train and what builds on train pull in tensorflow_datasets / orbax: loaded on
+  # first use.
+  if name in ("data", "train", "meta", "continual"):
     module = importlib.import_module(f"memjax.{name}")
     globals()[name] = module
     return module
   raise AttributeError(f"module 'memjax' has no attribute {name!r}")
 
 
-__all__ = ["data", "memory", "models", "ops", "train", "__version__"]
+__all__ = ["continual", "data", "memory", "meta", "models", "ops", "train", "__version__"]
