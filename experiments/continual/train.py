@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import json
 import os
 from typing import Any, NamedTuple
@@ -98,13 +99,24 @@ class ConvNet(nn.Module):
 
 
 def make_model(model_config, num_classes: int, input_shape) -> tuple[Any, Any]:
-  """``(apply_fn(params, x), init_fn(key) -> params)`` of the configured model."""
+  """``(apply_fn(params, x), init_fn(key) -> params)`` of the configured model (the same
+  functions for the same settings, so a second study in one process reuses the jitted
+  initialisation)."""
   if model_config.kind == "mlp":
-    model = MLP(tuple(model_config.hidden_sizes), num_classes)
+    spec = ("mlp", tuple(model_config.hidden_sizes))
   elif model_config.kind == "conv":
-    model = ConvNet(model_config.num_filters, model_config.num_blocks, num_classes)
+    spec = ("conv", (model_config.num_filters, model_config.num_blocks))
   else:
     raise ValueError(f"config.model.kind={model_config.kind!r} must be 'mlp' or 'conv'")
+  return _model_functions(*spec, num_classes, tuple(input_shape))
+
+
+@functools.lru_cache(maxsize=16)
+def _model_functions(kind: str, sizes: tuple[int, ...], num_classes: int, input_shape):
+  if kind == "mlp":
+    model = MLP(sizes, num_classes)
+  else:
+    model = ConvNet(sizes[0], sizes[1], num_classes)
   dummy = jnp.zeros((1, *input_shape), jnp.float32)
   return (
     lambda p, x: model.apply({"params": p}, x),

@@ -22,6 +22,14 @@ from memjax import continual
 from memjax.train import Checkpointer
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _quick_compiles():
+  """Smoke runs: XLA's cheaper compilation (the numbers checked do not depend on it)."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
 def _tiny(config):
   config.seeds = (0,)
   config.data.classes_per_task = 5  # two tasks
