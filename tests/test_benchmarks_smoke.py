@@ -147,3 +147,9 @@ def test_memn2n_benchmark_smoke(clean_env):
   # memjax's printed examples/s over the issue's numpy figure, rounded to one decimal.
   expect = fig["memjax"] / fig["issue_numpy"]
   assert fig["speedup_vs_issue_numpy"] == pytest.approx(expect, abs=0.05 + 0.5 / fig["issue_numpy"])
+
+
+def test_replay_benchmark_smoke(clean_env):
+  records = _run(clean_env(JAX_PLATFORMS="cpu"), "replay.py", "--small")
+  figures = {r.get("figure") for r in records}
+  assert figures >= {"fused_steps_per_s", "add_items_per_s", "sample_items_per_s"}

@@ -18,7 +18,15 @@ from flax import nnx
 import memjax
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_PACKAGES = ("memjax.ops", "memjax.memory", "memjax.models", "memjax.data", "memjax.train")
+_PACKAGES = (
+  "memjax.ops",
+  "memjax.memory",
+  "memjax.models",
+  "memjax.data",
+  "memjax.train",
+  "memjax.meta",
+  "memjax.continual",
+)
 
 
 def _modules():

@@ -25,6 +25,8 @@ from memjax.data.vocab import OutOfVocabularyError, Vocab
 _LAZY = {
   "babi": ("memjax.data.babi", None),
   "omniglot": ("memjax.data.omniglot", None),
+  "digits": ("memjax.data.digits", None),
+  "sinusoid": ("memjax.data.sinusoid", None),
   "Babi": ("memjax.data.babi.builder", "Babi"),
   "BabiArrays": ("memjax.data.babi.arrays", "BabiArrays"),
   "load_arrays": ("memjax.data.babi.arrays", "load_arrays"),
