@@ -106,6 +106,8 @@ def make_learner(config: ml_collections.ConfigDict, apply_fn) -> meta.MetaLearne
     "num_inner_steps": config.inner.num_steps,
     "metric_fns": {"accuracy": meta.accuracy} if classify else None,
     "tasks_per_vmap": config.tasks_per_vmap or None,
+    "unroll_tasks": config.unroll,
+    "unroll_inner": config.unroll,
   }
   learned = config.algorithm in ("meta_sgd", "maml_plus_plus")
   if config.inner.optimizer != "sgd" or not learned:

@@ -79,6 +79,7 @@ class MetaLearner(NamedTuple):
     apply_fn: the model, ``fn(params, x) -> predictions``.
     num_steps: the inner steps of training.
     tasks_per_vmap: how ``loss`` runs over tasks (see :func:`maml`).
+    unroll_tasks: see :func:`maml`.
   """
 
   init: Callable[[Any], MetaParams]
@@ -88,6 +89,7 @@ class MetaLearner(NamedTuple):
   apply_fn: ApplyFn
   num_steps: int
   tasks_per_vmap: int | None = None
+  unroll_tasks: bool = False
 
 
 def _check_tasks(tasks: Any) -> None:
@@ -108,12 +110,22 @@ def _check_tasks(tasks: Any) -> None:
       raise ValueError(f"tasks.{split}_x {x} and tasks.{split}_y {y} hold different examples")
 
 
-def over_tasks(fn: Callable[[Any], Any], tasks: Any, tasks_per_vmap: int | None) -> Any:
-  """``fn`` over the tasks (axis 0): all at once by ``vmap`` (None), else ``lax.map`` over
-  chunks of ``tasks_per_vmap`` tasks (1: one after another)."""
+def over_tasks(
+  fn: Callable[[Any], Any], tasks: Any, tasks_per_vmap: int | None, unroll: bool = False
+) -> Any:
+  """``fn`` over the tasks (axis 0), stacked: all at once by ``vmap`` (None), else chunks of
+  ``tasks_per_vmap`` tasks (1: one task at a time) run by ``lax.map`` or, with ``unroll``,
+  by a Python loop (each chunk inlined in the program)."""
   if tasks_per_vmap is None:
     return jax.vmap(fn)(tasks)
-  return jax.lax.map(fn, tasks, batch_size=tasks_per_vmap if tasks_per_vmap > 1 else None)
+  if not unroll:
+    return jax.lax.map(fn, tasks, batch_size=tasks_per_vmap if tasks_per_vmap > 1 else None)
+  n = jax.tree.leaves(tasks)[0].shape[0]
+  chunks = []
+  for start in range(0, n, tasks_per_vmap):
+    chunk = jax.tree.map(lambda a, s=start: a[s : s + tasks_per_vmap], tasks)
+    chunks.append(jax.vmap(fn)(chunk))
+  return jax.tree.map(lambda *parts: jnp.concatenate(parts), *chunks)
 
 
 def _scorer(apply_fn: ApplyFn, loss_fn: LossFn, metric_fns: MetricFns):
@@ -157,6 +169,8 @@ def maml(
   inner_mask: Mask = None,
   metric_fns: MetricFns | None = None,
   tasks_per_vmap: int | None = None,
+  unroll_tasks: bool = False,
+  unroll_inner: bool = False,
 ) -> MetaLearner:
   """MAML and its variants (each a config away; see :func:`fomaml`, :func:`anil`, ...).
 
@@ -179,6 +193,11 @@ def maml(
       per-task (adapted) kernels becomes a grouped convolution, many times slower than
       running the tasks one after another; with a data mesh keep None (a ``lax.map``
       runs over the split task axis).
+    unroll_tasks: run the chunks of ``tasks_per_vmap`` tasks by a Python loop rather than
+      ``lax.map`` (compile time grows with the tasks). On CPU (jaxlib 0.10.2) XLA runs a
+      convolution's weight gradient ~20x slower inside a loop (``lax.map`` / ``scan``)
+      than outside one, so conv nets meta-train fastest unrolled.
+    unroll_inner: unroll the inner loop's ``lax.scan`` (the same reason, for S > 1).
 
   Returns:
     A :class:`MetaLearner`.
@@ -223,6 +242,7 @@ def maml(
       rates=meta_params.rates if learn_rates else None,
       first_order=first_order,
       observe=observe,
+      unroll=unroll_inner,
     )
 
   def task_loss(meta_params, task, step_weights):
@@ -244,12 +264,14 @@ def maml(
     if step_weights.shape != (num_inner_steps,):
       raise ValueError(f"step_weights {step_weights.shape} must be [{num_inner_steps}]")
     objective, scores = over_tasks(
-      lambda task: task_loss(meta_params, task, step_weights), tasks, tasks_per_vmap
+      lambda task: task_loss(meta_params, task, step_weights), tasks, tasks_per_vmap, unroll_tasks
     )
     metrics = {f"query_{k}": jnp.mean(v) for k, v in scores.items()}
     return jnp.mean(objective), metrics
 
-  return MetaLearner(init, adapt, loss, score, apply_fn, num_inner_steps, tasks_per_vmap)
+  return MetaLearner(
+    init, adapt, loss, score, apply_fn, num_inner_steps, tasks_per_vmap, unroll_tasks
+  )
 
 
 def fomaml(apply_fn: ApplyFn, loss_fn: LossFn, **kwargs: Any) -> MetaLearner:
@@ -291,6 +313,8 @@ def reptile(
   inner_mask: Mask = None,
   metric_fns: MetricFns | None = None,
   tasks_per_vmap: int | None = None,
+  unroll_tasks: bool = False,
+  unroll_inner: bool = False,
 ) -> MetaLearner:
   """Reptile: the loss's gradient is ``theta - mean_i phi_i`` (phi_i adapted on task i).
 
@@ -310,6 +334,8 @@ def reptile(
     inner_mask=inner_mask,
     metric_fns=metric_fns,
     tasks_per_vmap=tasks_per_vmap,
+    unroll_tasks=unroll_tasks,
+    unroll_inner=unroll_inner,
   )
 
   def task_loss(meta_params, task):

@@ -169,6 +169,7 @@ def adapt(
   rates: Any = None,
   first_order: bool = False,
   observe: Callable[[Any], Any] | None = None,
+  unroll: bool = False,
 ) -> tuple[Any, Any]:
   """``num_steps`` inner steps on ``(x, y)`` from ``params`` (one task), in a ``lax.scan``.
 
@@ -190,6 +191,7 @@ def adapt(
       step using ``rates[min(i, R - 1)]`` to scale the optimizer's update.
     first_order: stop the gradient through the inner gradients (FOMAML).
     observe: ``fn(params) -> pytree`` recorded after every step (e.g. the query loss).
+    unroll: unroll the scan (no loop in the program: on CPU faster for conv nets).
 
   Returns:
     ``(adapted params, observed)``: ``observed`` stacks ``observe`` over the S steps
@@ -223,7 +225,7 @@ def adapt(
   if num_steps == 0:
     return params, None
   (adapted, _), observed = jax.lax.scan(
-    step, (adapted, optimizer.init(adapted)), jnp.arange(num_steps)
+    step, (adapted, optimizer.init(adapted)), jnp.arange(num_steps), unroll=bool(unroll)
   )
   return _merge(treedef, which, adapted, frozen), observed
 

@@ -228,17 +228,21 @@ def test_tasks_one_after_another_or_in_chunks_equal_one_vmap(algorithm):
   tasks = make_tasks(num_tasks=5)
   with jax.enable_x64(True):
     out = {}
-    for per_vmap in (None, 1, 2):
-      learner = meta.make_learner(algorithm, apply_linear, mse, tasks_per_vmap=per_vmap)
-      mp = learner.init({"w": jnp.asarray(_theta())})
-      loss_and_grad = jax.jit(
-        jax.value_and_grad(functools.partial(learner.loss, tasks=tasks), has_aux=True)
+    for per_vmap, unroll in ((None, False), (1, False), (2, False), (1, True), (2, True)):
+      learner = meta.make_learner(
+        algorithm,
+        apply_linear,
+        mse,
+        tasks_per_vmap=per_vmap,
+        unroll_tasks=unroll,
+        unroll_inner=unroll,
+        num_inner_steps=2,
       )
-      out[per_vmap] = loss_and_grad(mp)
-  for per_vmap in (1, 2):
-    jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), out[per_vmap], out[None]
-    )
+      mp = learner.init({"w": jnp.asarray(_theta())})
+      loss = functools.partial(learner.loss, tasks=tasks)
+      out[per_vmap, unroll] = jax.jit(jax.value_and_grad(loss, has_aux=True))(mp)
+  for value in out.values():
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), value, out[None, False])
   with pytest.raises(ValueError, match="tasks_per_vmap=0 must be None or >= 1"):
     meta.maml(apply_linear, mse, tasks_per_vmap=0)
 

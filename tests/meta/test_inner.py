@@ -29,6 +29,17 @@ def test_adapt_sgd_matches_numpy_loop():
     num_steps=3,
   )
   np.testing.assert_allclose(adapted["w"], np_sgd(w0.astype(np.float64), x, y, 0.05, 3), rtol=1e-5)
+  unrolled, _ = inner.adapt(
+    {"w": jnp.asarray(w0)},
+    x,
+    y,
+    apply_fn=apply_linear,
+    loss_fn=inner.mse,
+    optimizer=optax.sgd(0.05),
+    num_steps=3,
+    unroll=True,
+  )
+  np.testing.assert_allclose(unrolled["w"], adapted["w"], rtol=1e-6)
 
 
 def _np_adam(w, x, y, lr, steps, b1=0.9, b2=0.999, eps=1e-8):

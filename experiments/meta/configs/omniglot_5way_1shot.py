@@ -60,6 +60,9 @@ def get_config(arg=None):
   # 1: the tasks one after another (lax.map): on CPU a vmap over per-task conv kernels
   # is a grouped convolution, ~17x slower; 0: one vmap (accelerators, several devices)
   config.tasks_per_vmap = 1
+  # unroll the tasks and the inner steps (no loop in the program): on CPU XLA runs a conv's
+  # weight gradient ~20x slower inside a loop; compile time grows with the tasks
+  config.unroll = True
   config.num_meta_steps = 60_000  # meta-iterations (the paper's reference code)
   config.steps_per_call = 100  # meta-steps fused in one jitted lax.scan
   config.log_every = 1000  # meta-steps between curve points

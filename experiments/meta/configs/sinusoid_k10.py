@@ -46,6 +46,7 @@ def get_config(arg=None):
 
   config.meta_batch_size = 25  # tasks per meta-step (the paper's)
   config.tasks_per_vmap = 0  # 0: the tasks of a meta-step in one vmap; k: lax.map over k
+  config.unroll = False  # unroll the tasks (chunks of tasks_per_vmap) and the inner steps
   config.num_meta_steps = 10_000  # meta-iterations (the paper: 70,000)
   config.steps_per_call = 500  # meta-steps fused in one jitted lax.scan
   config.log_every = 1000  # meta-steps between curve points (evaluation on held-out tasks)
