@@ -51,7 +51,7 @@ from _meta_torch import check_peer, import_torch, torch_peer  # noqa: E402
 
 ALL = ("maml", "fomaml", "reptile", "anil", "meta_sgd", "maml_plus_plus")
 PEER_ALGORITHMS = ("maml", "fomaml")
-ISSUE = {"torch_learn2learn_maml_per_s": 44.0, "torch_learn2learn_fomaml_per_s": 65.0}
+REPORTED = {"torch_learn2learn_maml_per_s": 44.0, "torch_learn2learn_fomaml_per_s": 65.0}
 GOAL_RATIO = 100.0  # memjax over the PyTorch MAML, second order, sinusoid
 
 
@@ -321,9 +321,9 @@ def run(args) -> list[dict]:
         "load": _common.load(),
       }
       if setting == "sinusoid" and algorithm in PEER_ALGORITHMS:
-        issue = ISSUE[f"torch_learn2learn_{algorithm}_per_s"]
-        rec["issue_learn2learn_per_s"] = issue
-        rec["ratio_to_issue_learn2learn"] = round(medians["memjax"] / issue, 1)
+        reported = REPORTED[f"torch_learn2learn_{algorithm}_per_s"]
+        rec["reported_learn2learn_per_s"] = reported
+        rec["ratio_to_reported_learn2learn"] = round(medians["memjax"] / reported, 1)
         if algorithm == "maml" and rec["ratio_to_torch"] is not None:
           rec["goal_ratio_to_torch"] = GOAL_RATIO
           rec["goal_met"] = rec["ratio_to_torch"] >= GOAL_RATIO

@@ -20,7 +20,7 @@ samples transition pairs) are both measured, and ``ratio_to_flashbax`` divides m
 figure by the faster of the two. memjax's FIFO buffer is the like-for-like method (flashbax
 is FIFO); memjax's reservoir insertion and class-balanced sampling are reported beside it.
 
-The issue's figures for flashbax on this machine: about 45k fused steps/s, 12.9M items/s
+Reported figures for flashbax on this class of machine: about 45k fused steps/s, 12.9M items/s
 added, 1.7M items/s sampled (settings not given); ours are measured beside flashbax here.
 
 Measured 2026-12-03, 2-core Xeon shared with other jobs (load average 3-3.6), defaults

@@ -8,7 +8,7 @@ Only figures we could confirm are stored:
 
 * the means 12.4 (joint PE LS RN, 3 hops, 1k), 13.9 (per-task PE LS RN, 1k) and 4.2
   (10k, the paper's best: PE LS RN with the larger model, d = 100 and a ReLU after each
-  hop, marked * in the table) are the ones quoted by this project's issue 3 from Table 1;
+  hop, marked * in the table) are quoted from Table 1;
 * the per-task column of joint PE LS RN (1k) is from a public transcription of that
   column (GitHub, as test accuracies: WEAK_MEMNET "PE LS RN JOINT (3-HOP, FB)"), converted
   to errors here; it reproduces the table's mean of 12.4 exactly, and its failed-task count

@@ -27,7 +27,7 @@ from memjax.data import sinusoid
 from memjax.train.plots import plot_curves
 
 # The papers' figures we could confirm (Finn et al. 2017, Table 1, Omniglot: MAML and its
-# first-order approximation; the sinusoid figures are the issue's, from learn2learn).
+# first-order approximation; the sinusoid figures are learn2learn's as reported for it).
 PAPER = {
   "sinusoid_k10": {
     "metric": "post-update MSE, 1 step",

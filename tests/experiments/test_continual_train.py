@@ -73,6 +73,8 @@ def test_every_method_class_incremental(tmp_path, capsys):
   assert os.path.getsize(tmp_path / "accuracy_per_task.png") > 1000
   out = capsys.readouterr().out
   assert "joint" in out and "iCaRL 94.6%" in out and "different data" in out
+  lwf_row = next(line for line in out.splitlines() if line.strip().startswith("lwf "))
+  assert lwf_row.rstrip().endswith("23.9")  # the paper's figure beside ours
 
 
 def test_task_and_domain_scenarios_and_omniglot_random(tmp_path):
@@ -81,7 +83,8 @@ def test_task_and_domain_scenarios_and_omniglot_random(tmp_path):
   config.data.num_alphabets = 3
   config.data.image_size = 8
   config.model.num_blocks = 1
-  config.methods = ("replay_distill",)
+  config.methods = ("replay_distill", "lwf")
+  config.lwf.balance = "tasks"
   metrics = train.train_and_evaluate(config, str(tmp_path / "omniglot"))
   assert metrics["scenario"] == "task" and set(metrics["methods"]) == set(config.methods)
   assert metrics["data"]["characters_per_alphabet"] == [4, 4, 4]
@@ -195,6 +198,10 @@ def test_configs_and_errors(tmp_path):
   config = _tiny(split_digits_class.get_config())
   config.data.name = "mnist"
   with pytest.raises(ValueError, match="config.data.name='mnist' must be"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _tiny(split_digits_class.get_config())
+  config.lwf.balance = "max"
+  with pytest.raises(ValueError, match="config.lwf.balance='max' must be 'sum' or 'tasks'"):
     train.train_and_evaluate(config, str(tmp_path))
   config = _tiny(split_digits_class.get_config())
   config.study = "meta"

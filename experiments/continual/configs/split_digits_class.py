@@ -1,6 +1,6 @@
 """Split-digits, class-incremental: 5 tasks of 2 digits, one softmax over every digit seen.
 
-The issue's headline setting (van de Ven & Tolias's Split-MNIST class-IL on scikit-learn's
+The headline setting (van de Ven & Tolias's Split-MNIST class-IL on scikit-learn's
 8x8 digits). Every method, 5 seeds:
 
   python -m experiments.continual.main \
@@ -69,6 +69,9 @@ def get_config(arg=None):
   config.lwf = ml_collections.ConfigDict()
   config.lwf.temperature = 2.0  # Li & Hoiem's T
   config.lwf.weight = 1.0  # the distillation term's weight
+  # sum: ce + weight * distill (Li & Hoiem's fixed lambda); tasks: ce / (t + 1) + weight *
+  # t / (t + 1) * distill after t earlier tasks (van de Ven & Tolias's weighting)
+  config.lwf.balance = "sum"
 
   config.replay = ml_collections.ConfigDict()
   config.replay.capacity = 200  # examples kept (of 1,438 training digits)

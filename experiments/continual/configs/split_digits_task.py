@@ -15,5 +15,5 @@ def get_config(arg=None):
   config.name = "split_digits_task"
   config.scenario = "task"
   config.replay.balance = "task"  # replayed examples: each earlier task equally often
-  config.compare_paper = False  # the issue quotes the paper's class-IL figures only
+  config.compare_paper = False  # the paper's figures quoted are class-IL only
   return config

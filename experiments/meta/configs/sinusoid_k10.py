@@ -1,6 +1,6 @@
 """MAML on the sinusoid, K = 10 shots, one inner step (Finn et al. 2017, section 5.1).
 
-Command (the issue's target: post-update MSE <= 0.45 on 1,000 test tasks after 10k
+Command (target: post-update MSE <= 0.45 on 1,000 test tasks after 10k
 meta-iterations; the PyTorch library learn2learn reaches 0.457 +- 0.033 there, its
 first-order MAML 0.745):
 
