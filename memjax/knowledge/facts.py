@@ -5,8 +5,9 @@ id, e.g. the user it is about; ``-1`` = none). :func:`integrate` writes one fact
 
 1. It looks for a *match*: the active slot whose key is most similar to the new key
    (cosine), if that similarity is ``>= threshold``.
-2. No match: the fact takes a new slot (the lowest empty slot, else the slot the
-   eviction policy of :mod:`memjax.memory.kv` picks), version 0, active.
+2. No match: the fact takes a new slot, version 0, active: the lowest empty slot, else
+   the oldest superseded version (``'versions'``), else the slot the eviction policy of
+   :mod:`memjax.memory.kv` picks.
 3. A match with the same value (every entry within ``value_tol``): a confirmation. The
    slot keeps its value; its time becomes the later of the two, its confidence the
    higher, its owner the new one.
@@ -305,7 +306,16 @@ def integrate(
   upd_c = jnp.where(same, jnp.maximum(old_c, confidence), new_c)
   upd_o = jnp.where(same, owner, new_o)
 
-  fresh = kv.eviction_slot(state.kv, eviction)
+  # A new slot: an empty one, else the oldest superseded version, else the policy's victim.
+  superseded = state.kv.valid & ~state.active
+  if policy == "versions":  # the version this fact supersedes counts as superseded already
+    superseded = superseded.at[best].set(superseded[best] | conflict)
+  big = jnp.iinfo(jnp.int32).max
+  oldest_superseded = jnp.argmin(jnp.where(superseded, state.kv.written, big)).astype(jnp.int32)
+  full = jnp.all(state.kv.valid)
+  fresh = jnp.where(
+    full & jnp.any(superseded), oldest_superseded, kv.eviction_slot(state.kv, eviction)
+  )
   if policy == "versions":
     takes_new_slot = ~match | conflict
   else:

@@ -167,7 +167,10 @@ class _NumpyFacts:
 
   def fresh(self):
     empty = [i for i in range(self.n) if not self.valid[i]]
-    return empty[0] if empty else int(np.argmin(self.written))
+    if empty:
+      return empty[0]
+    old = [i for i in range(self.n) if not self.active[i]] or range(self.n)
+    return min(old, key=lambda i: (self.written[i], i))  # superseded first, then ring
 
   def put(self, i, key, value, t, c, o, version):
     self.keys[i], self.values[i], self.t[i], self.c[i] = key, value, t, c
