@@ -1,0 +1,449 @@
+"""Dialogue-memory study: facts that change over time, answered from a fact memory.
+
+Streams of facts (``memjax.data.facts``: real bAbI stories where people move and pass
+objects around, and generated user profiles whose values change and are reported by
+sources of varying reliability) are written into a :class:`memjax.knowledge.FactState`
+under each conflict policy; questions asked along the way are answered from the memory.
+
+The model that answers is the memory's embedding read: a fact (subject, relation,
+object) is stored under ``triple_key(E[subject], R[relation])`` with value ``E[object]``
+(fixed random unit embeddings), and a question (subject, relation) reads the active fact
+under its key and answers the candidate object (of that relation) whose embedding is the
+nearest to the value read (cosine). The learned part is the conflict gate
+(:class:`memjax.knowledge.ConflictGate`), trained with ``memjax.train.fit`` end to end
+through the memory (a ``lax.scan`` over the events) on generated training profiles: the
+loss is the cross-entropy of the answers, ``softmax(scale * cos(read, E[candidate]))``.
+
+Outputs in ``workdir``: ``results.json`` (accuracy per policy, overall and per bucket of
+time since the asked fact last changed, for bAbI and for the held-out profiles; decay
+settings; the deletion check), ``accuracy_vs_time_since_update.png``, the gate's training
+run under ``gate/`` (Orbax checkpoints, ``metrics.jsonl``; a killed run resumes) and the
+on-disk store of the deletion check under ``store/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from memjax import knowledge, train
+from memjax.data import facts as fact_data
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_streams(config: ml_collections.ConfigDict) -> dict[str, list[fact_data.FactStream]]:
+  """The streams of the study: bAbI (if any tasks), held-out and training profiles."""
+  d = config.data
+  streams = {}
+  if d.babi_tasks:
+    streams["babi"] = fact_data.babi_streams(
+      tuple(d.babi_tasks),
+      d.babi_split,
+      d.stories_per_stream,
+      d.max_streams_per_task or None,
+      d.data_dir or None,
+    )
+  profile = functools.partial(
+    fact_data.generate_profiles,
+    num_steps=d.profile_steps,
+    num_people=d.num_people,
+    change_rate=d.change_rate,
+    noise_rate=d.noise_rate,
+  )
+  streams["profiles"] = [profile(seed) for seed in range(d.num_test_profiles)]
+  streams["train_profiles"] = [profile(100_000 + s) for s in range(d.num_train_profiles)]
+  return streams
+
+
+def embeddings(vocab: fact_data.FactVocab, config) -> dict[str, jax.Array]:
+  """Fixed random unit embeddings of the entities and relations, and each relation's
+  candidate mask over the entities."""
+  ke, kr = jax.random.split(jax.random.key(config.seed))
+
+  def unit(x):
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+  cand = np.zeros((len(vocab.relations), len(vocab.entities)), bool)
+  for r, objects in vocab.candidates.items():
+    cand[vocab.relations.index(r), [vocab.entity(o) for o in objects]] = True
+  return {
+    "entity": unit(jax.random.normal(ke, (len(vocab.entities), config.model.entity_size))),
+    "relation": unit(jax.random.normal(kr, (len(vocab.relations), config.model.relation_size))),
+    "candidates": jnp.asarray(cand),
+  }
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def run_stream(
+  events: fact_data.Events,
+  emb: dict[str, jax.Array],
+  gate_params: Any,
+  scale: jax.Array,
+  *,
+  policy: str,
+  config: ml_collections.ConfigDict,
+  decay: dict | None = None,
+) -> tuple[knowledge.FactState, dict[str, jax.Array]]:
+  """Writes a stream's facts and answers its questions (one stream, ``[E]`` events).
+
+  Returns:
+    ``(final memory, per event: logits [E, entities], correct [E], found [E], held [E])``.
+  """
+  m = config.model
+  state = knowledge.init_state(m.num_slots, m.entity_size + m.relation_size, m.entity_size)
+  gate = knowledge.ConflictGate(m.gate_hidden, m.gate_time_scale)
+
+  def step(state, e):
+    key = knowledge.triple_key(emb["entity"][e.subject], emb["relation"][e.relation])
+    value = emb["entity"][e.object]
+    written = knowledge.integrate(
+      state,
+      key,
+      value,
+      e.time,
+      e.confidence,
+      e.owner,
+      policy,
+      threshold=m.match_threshold,
+      gate=gate,
+      gate_params=gate_params if policy == "gate" else None,
+    )
+    if decay:
+      written = knowledge.decay(written, e.time, **decay)
+    write = e.is_fact & e.valid
+    state = jax.tree.map(lambda a, b: jnp.where(write, a, b), written, state)
+    read, _, found = knowledge.lookup(state, key, m.match_threshold)
+    unit = read / (jnp.linalg.norm(read) + 1e-6)
+    logits = scale * (emb["entity"] @ unit)
+    logits = jnp.where(emb["candidates"][e.relation], logits, -1e9)
+    correct = found & (jnp.argmax(logits) == e.object)
+    held = knowledge.num_facts(state)
+    return state, {"logits": logits, "correct": correct, "found": found, "held": held}
+
+  return jax.lax.scan(step, state, events)
+
+
+def _question_loss(out, events):
+  """Mean cross-entropy of the answers over the valid questions of ``[S, E]`` events."""
+  ask = (~events.is_fact & events.valid).astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], events.object)
+  accuracy = jnp.sum(out["correct"] * ask) / jnp.maximum(jnp.sum(ask), 1.0)
+  return jnp.sum(ce * ask) / jnp.maximum(jnp.sum(ask), 1.0), accuracy
+
+
+def make_evaluate(emb, config, policy: str, decay: dict | None = None):
+  """A jitted ``fn(events [S, E], gate_params, scale) -> per-event outputs [S, E]``."""
+
+  @jax.jit
+  def evaluate(events, gate_params, scale):
+    run = functools.partial(run_stream, policy=policy, config=config, decay=decay)
+    _, out = jax.vmap(lambda ev: run(ev, emb, gate_params, scale))(events)
+    return {k: out[k] for k in ("correct", "found", "held")}
+
+  return evaluate
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+def train_gate(config, workdir: str, emb, train_events, val_events) -> tuple[Any, dict]:
+  """Trains the conflict gate (and the answer scale) on generated profiles with ``fit``."""
+  m, t = config.model, config.gate_training
+  gate = knowledge.ConflictGate(m.gate_hidden, m.gate_time_scale)
+  v = jnp.zeros(m.entity_size)
+  optimizer = optax.adam(t.learning_rate)
+  num_streams = train_events.subject.shape[0]
+
+  def init():
+    params = {
+      "gate": gate.init(jax.random.key(config.seed + 1), v, v, 1.0, 1.0, 1.0)["params"],
+      "log_scale": jnp.log(jnp.asarray(m.answer_scale, jnp.float32)),
+    }
+    return train.TrainState.create(params, optimizer, jax.random.key(config.seed + 2))
+
+  def loss_fn(params, batch, key, context):
+    del key, context
+    run = functools.partial(run_stream, policy="gate", config=config)
+    scale = jnp.exp(params["log_scale"])
+    _, out = jax.vmap(lambda ev: run(ev, emb, params["gate"], scale))(batch)
+    loss, accuracy = _question_loss(out, batch)
+    return loss, {"accuracy": accuracy}
+
+  def batch_fn(x, key, context):
+    del x
+    pick = jax.random.choice(key, num_streams, (t.batch_size,), replace=False)
+    return jax.tree.map(lambda a: a[pick], context)
+
+  steps = train.make_train_steps(loss_fn, optimizer, num_steps=t.steps_per_round, batch_fn=batch_fn)
+  context = jax.tree.map(jnp.asarray, train_events)
+  val = jax.tree.map(jnp.asarray, val_events)
+
+  @jax.jit
+  def validation_accuracy(params):
+    run = functools.partial(run_stream, policy="gate", config=config)
+    scale = jnp.exp(params["log_scale"])
+    _, out = jax.vmap(lambda ev: run(ev, emb, params["gate"], scale))(val)
+    return _question_loss(out, val)[1]
+
+  result = train.fit(
+    init,
+    lambda state, r: steps(state, None, context),
+    workdir=os.path.join(workdir, "gate"),
+    num_rounds=t.num_rounds,
+    eval_fn=lambda state: {"val_accuracy": float(validation_accuracy(state.params))},
+    log_every=t.log_every,
+    checkpoint_every=t.checkpoint_every,
+    steps_per_round=t.steps_per_round,
+    progress=config.progress_bar,
+    desc="facts: conflict gate",
+    postfix=("loss", "val_accuracy"),
+  )
+  curve = [[r["step"], r["loss"], r["val_accuracy"]] for r in result.history]
+  info = {
+    "steps": int(result.state.step),
+    "curve_columns": ["step", "loss", "val_accuracy"],
+    "curve": curve,
+    "wall_time_s": result.wall_time_s,
+    "answer_scale": float(jnp.exp(result.state.params["log_scale"])),
+  }
+  return result.state.params, info
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def bucket_names(edges) -> list[str]:
+  names = []
+  for lo, hi in zip(edges, list(edges[1:]) + [None], strict=True):
+    names.append(f"{lo}+" if hi is None else (f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}"))
+  return names
+
+
+def accuracy_table(out, events, edges) -> dict[str, Any]:
+  """Accuracy over the questions, overall and per bucket of time since the update."""
+  correct = np.asarray(out["correct"])
+  ask = ~np.asarray(events.is_fact) & np.asarray(events.valid)
+  since = np.asarray(events.since_update)
+  idx = np.searchsorted(np.asarray(edges), since, side="right") - 1
+  table = {"accuracy": float(correct[ask].mean()), "questions": int(ask.sum()), "buckets": {}}
+  for b, name in enumerate(bucket_names(edges)):
+    sel = ask & (idx == b)
+    table["buckets"][name] = {
+      "accuracy": float(correct[sel].mean()) if sel.any() else None,
+      "questions": int(sel.sum()),
+    }
+  table["answered"] = float(np.asarray(out["found"])[ask].mean())
+  table["mean_facts_held"] = float(np.asarray(out["held"])[np.asarray(events.valid)].mean())
+  return table
+
+
+# ----------------------------------------------------------------------------- deletion
+
+
+def deletion_check(config, workdir, emb, vocab, events, person: str) -> dict[str, Any]:
+  """ "Forget <person>" on one dialogue written under the ``'versions'`` policy (so the
+  person's past versions are held too): delete their facts from the memory and from a
+  store on disk, then ask every (subject, relation) of the dialogue again.
+
+  No answer may be about the person (a fact with them as the subject, or an object they
+  hold), and no file of the store may hold their name, their embedding (the value of
+  "X is held by <person>") or the key of (person, relation) for any relation.
+  """
+  run = jax.jit(functools.partial(run_stream, policy="versions", config=config))
+  state, _ = run(jax.tree.map(jnp.asarray, events), emb, None, jnp.float32(1.0))
+  owner = vocab.owners.index(person)
+  theirs = np.asarray(state.kv.valid) & (np.asarray(state.owner) == owner)
+  me = vocab.entity(person)
+  # What identifies the person: the name, their embedding (the value of "X holds <person>")
+  # and the keys of (person, relation) for every relation.
+  patterns = [person.encode(), np.asarray(emb["entity"][me]).tobytes()]
+  for r in range(len(vocab.relations)):
+    key = knowledge.triple_key(emb["entity"][me], emb["relation"][r])
+    patterns.append(np.asarray(key, state.kv.keys.dtype).tobytes())
+  path = os.path.join(workdir, "store")
+  owners = {name: i for i, name in enumerate(vocab.owners)}
+  knowledge.save_state(path, state, config.store_shard_capacity, owners)
+
+  def grep():
+    found = 0
+    for folder, _, names in os.walk(path):
+      for name in names:
+        with open(os.path.join(folder, name), "rb") as f:
+          data = f.read()
+        found += sum(p in data for p in patterns)
+    return found
+
+  def answers_about_person(memory):
+    live = np.asarray(events.valid)
+    pairs = sorted(
+      set(
+        zip(
+          np.asarray(events.subject)[live].tolist(),
+          np.asarray(events.relation)[live].tolist(),
+          strict=True,
+        )
+      )
+    )
+    subj = jnp.asarray([s for s, _ in pairs])
+    keys = knowledge.triple_key(
+      emb["entity"][subj], emb["relation"][jnp.asarray([r for _, r in pairs])]
+    )
+    values, _, found = knowledge.lookup(memory, keys, config.model.match_threshold)
+    nearest = jnp.argmax(values @ emb["entity"].T, axis=-1)
+    return int(jnp.sum(found & ((subj == me) | (nearest == me))))
+
+  found_before = grep()
+  asked_before = answers_about_person(state)
+  gone = jax.jit(knowledge.delete_owner)(state, owner)
+  deleted_on_disk = knowledge.FactStore.open(path).delete_owner(person)
+  loaded, _ = knowledge.load_state(path)
+  return {
+    "person": person,
+    "policy": "versions",
+    "facts_before": int(theirs.sum()),
+    "facts_left_in_memory": int(
+      np.sum(np.asarray(gone.kv.valid) & (np.asarray(gone.owner) == owner))
+    ),
+    "rows_deleted_on_disk": deleted_on_disk,
+    "answers_about_person_before": asked_before,
+    "answers_about_person_after_from_memory": answers_about_person(gone),
+    "answers_about_person_after_from_disk": answers_about_person(loaded),
+    "byte_patterns_found_before": found_before,
+    "byte_patterns_found_after": grep(),
+    "disk_equals_memory": all(
+      np.array_equal(a, b)
+      for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(gone), strict=True)
+    ),
+  }
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def plot(path: str, tables: dict[str, dict[str, dict]], title: str) -> None:
+  """Accuracy against time since the update, a line per policy, a panel per dataset."""
+  import matplotlib  # noqa: PLC0415
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 3.8), squeeze=False)
+  for ax, (dataset, per_policy) in zip(axes[0], tables.items(), strict=True):
+    for policy, table in per_policy.items():
+      names = list(table["buckets"])
+      acc = [table["buckets"][n]["accuracy"] for n in names]
+      x = [i for i, a in enumerate(acc) if a is not None]
+      ax.plot(x, [acc[i] for i in x], marker="o", label=policy)
+      ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel("time since the asked fact last changed")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(dataset, fontsize=10)
+    ax.legend(fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains the gate (resuming from ``workdir``), evaluates every policy, decay and
+  deletion, and writes ``results.json`` and the plot.
+
+  Args:
+    config: see ``experiments/facts/configs/default.py``.
+    workdir: the output directory.
+
+  Returns:
+    The metrics written to ``results.json``.
+  """
+  start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  unknown = set(config.policies) - set(knowledge.CONFLICT_POLICIES)
+  if unknown:
+    raise ValueError(f"config.policies: {sorted(unknown)} not in {knowledge.CONFLICT_POLICIES}")
+  streams = load_streams(config)
+  vocab = fact_data.build_vocab([s for group in streams.values() for s in group])
+  emb = embeddings(vocab, config)
+  events = {name: fact_data.stack_events(group, vocab) for name, group in streams.items()}
+  n_val = config.gate_training.num_val_profiles
+  train_events = jax.tree.map(lambda a: a[n_val:], events["train_profiles"])
+  val_events = jax.tree.map(lambda a: a[:n_val], events["train_profiles"])
+
+  gate_params, gate_info = None, None
+  if "gate" in config.policies:
+    params, gate_info = train_gate(config, workdir, emb, train_events, val_events)
+    gate_params, scale = params["gate"], jnp.exp(params["log_scale"])
+  else:
+    scale = jnp.float32(config.model.answer_scale)
+
+  edges = list(config.buckets)
+  datasets = [d for d in ("babi", "profiles") if d in events]
+  tables: dict[str, dict[str, Any]] = {d: {} for d in datasets}
+  for policy in config.policies:
+    evaluate = make_evaluate(emb, config, policy)
+    for d in datasets:
+      out = evaluate(jax.tree.map(jnp.asarray, events[d]), gate_params, scale)
+      tables[d][policy] = accuracy_table(out, events[d], edges)
+
+  decay_tables: dict[str, dict[str, Any]] = {d: {} for d in datasets}
+  for name, setting in config.decay_settings.items():
+    setting = {k: v for k, v in setting.items() if v is not None}
+    evaluate = make_evaluate(emb, config, "newest", setting or None)
+    for d in datasets:
+      out = evaluate(jax.tree.map(jnp.asarray, events[d]), gate_params, scale)
+      decay_tables[d][name] = {"setting": setting, **accuracy_table(out, events[d], edges)}
+
+  deletion = None
+  if "babi" in events and config.forget in vocab.owners:
+    one = jax.tree.map(lambda a: a[0], events["babi"])
+    deletion = deletion_check(config, workdir, emb, vocab, one, config.forget)
+
+  metrics = {
+    "policies": tables,
+    "decay": decay_tables,
+    "deletion": deletion,
+    "gate_training": gate_info,
+    "buckets": bucket_names(edges),
+    "data": {
+      name: {
+        "streams": len(group),
+        "facts": sum(len(s.facts) for s in group),
+        "questions": sum(len(s.questions) for s in group),
+      }
+      for name, group in streams.items()
+    },
+    "model": "fact memory embedding read + nearest candidate object (cosine); learned: the "
+    "conflict gate and the answer scale",
+  }
+  if config.plots:
+    plot(
+      os.path.join(workdir, "accuracy_vs_time_since_update.png"),
+      tables,
+      "answer accuracy per conflict policy against time since the fact last changed",
+    )
+  wall = time.time() - start
+  train.write_results(workdir, metrics, config, wall)
+  for d in datasets:
+    row = "  ".join(f"{p} {t['accuracy']:.3f}" for p, t in tables[d].items())
+    print(f"facts [{d}] accuracy: {row}")
+  if deletion:
+    print(
+      f"facts: forget {deletion['person']}: {deletion['facts_before']} facts deleted; answers "
+      f"about them after: {deletion['answers_about_person_after_from_memory']} (memory), "
+      f"{deletion['answers_about_person_after_from_disk']} (disk); byte patterns left on "
+      f"disk: {deletion['byte_patterns_found_after']} (before: "
+      f"{deletion['byte_patterns_found_before']})   results: {workdir}/results.json"
+    )
+  return metrics
