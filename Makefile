@@ -50,6 +50,8 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/ntm.py
 	$(PY) benchmarks/hrr_capacity.py
 	$(PY) benchmarks/restarts.py
+	$(PY) benchmarks/replay.py
+	$(PY) benchmarks/meta.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check memjax experiments tests benchmarks

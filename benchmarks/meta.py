@@ -66,6 +66,13 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--omniglot_filters", type=int, default=64, help="conv filters (paper: 64)")
   p.add_argument("--peer", choices=("torch", "none"), default="torch")
   p.add_argument("--torch_threads", default="auto", help="auto (probe) or a thread count")
+  p.add_argument(
+    "--xla_options",
+    choices=("default", "memjax", "xla"),
+    default="default",
+    help="compile options of memjax's steps: the library's default for meta-learning, "
+    "memjax.train's CPU options, or XLA's own",
+  )
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--small", action="store_true", help="smoke mode: tiny sizes, short rounds")
   args = p.parse_args(argv)
@@ -162,7 +169,7 @@ def memjax_methods(args, setting, algorithm, problem, context):
   import jax  # noqa: PLC0415
   import optax  # noqa: PLC0415
 
-  from memjax import meta  # noqa: PLC0415
+  from memjax import meta, train  # noqa: PLC0415
 
   apply_fn, params, sample, loss = problem
   loss_fn = meta.mse if loss == "mse" else meta.cross_entropy
@@ -180,7 +187,10 @@ def memjax_methods(args, setting, algorithm, problem, context):
   for name, n in (("memjax", per_call), ("jax_loop", 1)):
     if name == "jax_loop" and (setting != "sinusoid" or algorithm not in PEER_ALGORITHMS):
       continue
-    steps = meta.make_meta_train_steps(learner, opt, sample, steps_per_call=n)
+    xla_options = {"default": None, "memjax": train.compiler_options(), "xla": {}}[args.xla_options]
+    steps = meta.make_meta_train_steps(
+      learner, opt, sample, steps_per_call=n, xla_options=xla_options
+    )
     holder = [meta.create_state(learner, params, opt, jax.random.key(args.seed))]
 
     def run(steps=steps, holder=holder, n=n):

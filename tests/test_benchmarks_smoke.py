@@ -165,3 +165,42 @@ def test_replay_benchmark_smoke(clean_env):
   records = _run(clean_env(JAX_PLATFORMS="cpu"), "replay.py", "--small")
   figures = {r.get("figure") for r in records}
   assert figures >= {"fused_steps_per_s", "add_items_per_s", "sample_items_per_s"}
+
+
+def test_meta_benchmark_smoke(clean_env):
+  records = _run(
+    clean_env(JAX_PLATFORMS="cpu"),
+    "meta.py",
+    "--small",
+    "--torch_threads=1",
+    "--algorithms=maml,fomaml",
+  )
+  env = _one(records, "environment")
+  figures = [r for r in records if r["figure"] == "meta_iterations_per_s"]
+  assert {(r["setting"], r["algorithm"]) for r in figures} == {
+    (s, a) for s in ("sinusoid", "omniglot") for a in ("maml", "fomaml")
+  }
+  assert all(r["memjax"] > 0 for r in figures)
+  for r in figures:
+    if r["setting"] == "sinusoid":  # derived figures equal their sources (rounded to 0.1)
+      ratio = r["memjax"] / r["reported_learn2learn_per_s"]
+      assert r["ratio_to_reported_learn2learn"] == pytest.approx(ratio, abs=0.051)
+  if env["torch"] is None:  # the peer is skipped with a message
+    assert _one(records, "skipped")["method"] == "torch"
+    assert all(r["ratio_to_torch"] is None for r in figures)
+  else:  # the torch MAML computes memjax's meta-gradient (float64), then is timed
+    checks = [r for r in records if r["figure"] == "peer_check"]
+    assert {(c["setting"], c["algorithm"]) for c in checks} == {
+      (r["setting"], r["algorithm"]) for r in figures
+    }
+    for c in checks:
+      assert c["max_abs_meta_gradient_diff"] <= 1e-8 * c["max_abs_meta_gradient"] + 1e-10
+    for r in figures:
+      assert r["torch"] > 0 and r["torch_threads"] == 1 and r["ratio_to_torch"] > 0
+    maml = next(r for r in figures if (r["setting"], r["algorithm"]) == ("sinusoid", "maml"))
+    assert maml["goal_met"] == (maml["ratio_to_torch"] >= maml["goal_ratio_to_torch"])
+  cost = {r["setting"]: r for r in records if r["figure"] == "second_vs_first_order_cost"}
+  assert set(cost) == {"sinusoid", "omniglot"}
+  for setting, c in cost.items():
+    rate = {r["algorithm"]: r["memjax"] for r in figures if r["setting"] == setting}
+    assert c["memjax"] == pytest.approx(rate["fomaml"] / rate["maml"], abs=0.006)

@@ -82,6 +82,7 @@ def make_meta_train_steps(
   steps_per_call: int | None = None,
   mesh: Mesh | None = None,
   donate: bool = True,
+  xla_options: Mapping[str, str] | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """A jitted ``fn(state, xs=None, context=None) -> (state, metrics)`` of many meta-steps.
 
@@ -95,6 +96,10 @@ def make_meta_train_steps(
     steps_per_call: meta-steps per call when tasks are sampled.
     mesh: a data mesh (:func:`memjax.train.data_mesh`); the tasks are split over it.
     donate: donate the input state's buffers.
+    xla_options: XLA compile options (see :func:`memjax.train.make_train_steps`); None =
+      XLA's defaults. (``memjax.train``'s CPU choice, no YNNPACK fusions, is ~1.15x slower
+      on the sinusoid MAML and equal on the Omniglot conv net: ``benchmarks/meta.py
+      --xla_options``.)
 
   Returns:
     The function of :func:`memjax.train.make_train_steps`; ``metrics`` holds ``loss``
@@ -114,6 +119,7 @@ def make_meta_train_steps(
     batch_fn=batch_fn,
     mesh=mesh,
     donate=donate,
+    xla_options={} if xla_options is None else xla_options,
   )
 
 

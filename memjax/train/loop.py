@@ -156,6 +156,7 @@ def make_train_steps(
   mesh: Mesh | None = None,
   compute_dtype: Any = None,
   donate: bool = True,
+  xla_options: Mapping[str, str] | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """A jitted function that runs many optimizer steps in one ``lax.scan``.
 
@@ -185,6 +186,8 @@ def make_train_steps(
     compute_dtype: e.g. ``jnp.bfloat16``: the loss sees floating params cast to it while
       the optimizer updates float32 master weights; None = the params' own dtypes.
     donate: donate the input state's buffers (do not reuse a state after passing it).
+    xla_options: XLA compile options of the step; None = memjax's choice for the backend
+      (:func:`memjax.train.compiler_options`), ``{}`` = XLA's defaults.
 
   Returns:
     ``train_steps(state, xs=None, context=None) -> (state, metrics)``: ``xs`` is a pytree
@@ -228,9 +231,9 @@ def make_train_steps(
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     return state._replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
-  @functools.partial(
-    jax.jit, donate_argnums=(0,) if donate else (), compiler_options=compiler_options()
-  )
+  options = compiler_options() if xla_options is None else dict(xla_options)
+
+  @functools.partial(jax.jit, donate_argnums=(0,) if donate else (), compiler_options=options)
   def scanned(state: TrainState, xs: Any = None, context: Any = None):
     if xs is None and num_steps is None:
       raise ValueError("train_steps needs scanned inputs xs, or num_steps at construction")

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from memjax.train import compile as compile_lib
 from memjax.train.compile import CPU_OPTIONS, compiler_options
@@ -43,3 +44,43 @@ def test_cpu_options_change_the_fusions_not_the_numbers():
   got = jax.jit(jax.value_and_grad(_f, argnums=1), compiler_options=compiler_options())(x, w)
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
   np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5)  # float32 sum order
+
+
+def test_train_steps_compile_with_the_options_asked_for(monkeypatch):
+  import optax  # noqa: PLC0415
+
+  from memjax import meta, train  # noqa: PLC0415
+  from memjax.data import sinusoid  # noqa: PLC0415
+  from memjax.meta import steps as meta_steps  # noqa: PLC0415
+
+  x, w = _inputs()
+  loss = lambda params, batch, key, context: (_f(batch, params), {})
+  library_fusion = '"fusion_config":{"kind":"__ynn_fusion"}'
+  results = {}
+  for name, options in (("memjax", None), ("xla", {})):
+    steps = train.make_train_steps(loss, optax.sgd(0.1), donate=False, xla_options=options)
+    state = train.TrainState.create(w, optax.sgd(0.1), jax.random.key(0))
+    xs = jnp.stack([x, x])
+    text = steps.lower(state, xs).compile().as_text()
+    assert (library_fusion in text) == (name == "xla"), name
+    results[name] = steps(state, xs)
+  np.testing.assert_allclose(results["memjax"][1]["loss"], results["xla"][1]["loss"], rtol=1e-5)
+  # memjax.meta's steps compile with XLA's defaults unless told otherwise.
+  learner = meta.maml(lambda p, x: jnp.tanh(x @ p["w"]) @ p["v"], meta.mse)
+  params = {"w": jnp.ones((1, 8)), "v": jnp.ones((8, 1))}
+  sample = lambda key, context: sinusoid.sample_tasks(key, 2, 3)
+  state = meta.create_state(learner, params, optax.adam(1e-3), jax.random.key(1))
+  seen = []
+  real = train.make_train_steps
+  spy = lambda *a, **k: seen.append(k["xla_options"]) or real(*a, **k)
+  monkeypatch.setattr(meta_steps, "make_train_steps", spy)
+  for options in (None, compiler_options(), {"xla_memjax_no_such_option": ""}):
+    steps = meta.make_meta_train_steps(
+      learner, optax.adam(1e-3), sample, steps_per_call=2, donate=False, xla_options=options
+    )
+    if options and "xla_memjax_no_such_option" in options:  # handed to XLA, which refuses it
+      with pytest.raises(Exception, match="xla_memjax_no_such_option"):
+        steps(state)
+    else:
+      steps(state)
+  assert seen == [{}, compiler_options(), {"xla_memjax_no_such_option": ""}]
