@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +85,29 @@ def embeddings(vocab: fact_data.FactVocab, config) -> dict[str, jax.Array]:
 # ----------------------------------------------------------------------------- the model
 
 
+class ModelSpec(NamedTuple):
+  """The model's static settings (hashable: a static argument of the jitted functions)."""
+
+  num_slots: int
+  entity_size: int
+  relation_size: int
+  match_threshold: float
+  gate_hidden: int
+  gate_time_scale: float
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> ModelSpec:
+    m = config.model
+    return cls(
+      m.num_slots,
+      m.entity_size,
+      m.relation_size,
+      m.match_threshold,
+      m.gate_hidden,
+      m.gate_time_scale,
+    )
+
+
 def run_stream(
   events: fact_data.Events,
   emb: dict[str, jax.Array],
@@ -92,15 +115,15 @@ def run_stream(
   scale: jax.Array,
   *,
   policy: str,
-  config: ml_collections.ConfigDict,
-  decay: dict | None = None,
+  spec: ModelSpec,
+  decay: tuple[tuple[str, float], ...] = (),
 ) -> tuple[knowledge.FactState, dict[str, jax.Array]]:
   """Writes a stream's facts and answers its questions (one stream, ``[E]`` events).
 
   Returns:
     ``(final memory, per event: logits [E, entities], correct [E], found [E], held [E])``.
   """
-  m = config.model
+  m = spec
   state = knowledge.init_state(m.num_slots, m.entity_size + m.relation_size, m.entity_size)
   gate = knowledge.ConflictGate(m.gate_hidden, m.gate_time_scale)
 
@@ -120,7 +143,7 @@ def run_stream(
       gate_params=gate_params if policy == "gate" else None,
     )
     if decay:
-      written = knowledge.decay(written, e.time, **decay)
+      written = knowledge.decay(written, e.time, **dict(decay))
     write = e.is_fact & e.valid
     state = jax.tree.map(lambda a, b: jnp.where(write, a, b), written, state)
     read, _, found = knowledge.lookup(state, key, m.match_threshold)
@@ -142,28 +165,58 @@ def _question_loss(out, events):
   return jnp.sum(ce * ask) / jnp.maximum(jnp.sum(ask), 1.0), accuracy
 
 
-def make_evaluate(emb, config, policy: str, decay: dict | None = None):
-  """A jitted ``fn(events [S, E], gate_params, scale) -> per-event outputs [S, E]``."""
+@functools.partial(jax.jit, static_argnames=("policy", "spec", "decay"))
+def evaluate(events, emb, gate_params, scale, *, policy, spec, decay=()):
+  """Every stream of ``events [S, E]`` under ``policy``: per-event outputs ``[S, E]``.
 
-  @jax.jit
-  def evaluate(events, gate_params, scale):
-    run = functools.partial(run_stream, policy=policy, config=config, decay=decay)
-    _, out = jax.vmap(lambda ev: run(ev, emb, gate_params, scale))(events)
-    return {k: out[k] for k in ("correct", "found", "held")}
-
-  return evaluate
+  Module-level and jitted on its static settings, so runs in one process (a resumed run,
+  a notebook) compile each policy once.
+  """
+  run = functools.partial(run_stream, policy=policy, spec=spec, decay=decay)
+  _, out = jax.vmap(lambda ev: run(ev, emb, gate_params, scale))(events)
+  return out
 
 
 # ----------------------------------------------------------------------------- the gate
 
 
+@functools.cache
+def _gate_steps(spec: ModelSpec, batch_size: int, steps_per_round: int, learning_rate: float):
+  """The gate's optimizer and jitted training steps (cached: a resumed run in the same
+  process, or the next run of a notebook, does not compile them again)."""
+  optimizer = optax.adam(learning_rate)
+
+  def loss_fn(params, batch, key, context):
+    del key
+    scale = jnp.exp(params["log_scale"])
+    out = evaluate(batch, context["emb"], params["gate"], scale, policy="gate", spec=spec)
+    loss, accuracy = _question_loss(out, batch)
+    return loss, {"accuracy": accuracy}
+
+  def batch_fn(x, key, context):
+    del x
+    num_streams = context["events"].subject.shape[0]
+    pick = jax.random.choice(key, num_streams, (batch_size,), replace=False)
+    return jax.tree.map(lambda a: a[pick], context["events"])
+
+  steps = train.make_train_steps(loss_fn, optimizer, num_steps=steps_per_round, batch_fn=batch_fn)
+  return optimizer, steps
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def _validation_accuracy(params, events, emb, spec):
+  scale = jnp.exp(params["log_scale"])
+  out = evaluate(events, emb, params["gate"], scale, policy="gate", spec=spec)
+  return _question_loss(out, events)[1]
+
+
 def train_gate(config, workdir: str, emb, train_events, val_events) -> tuple[Any, dict]:
   """Trains the conflict gate (and the answer scale) on generated profiles with ``fit``."""
   m, t = config.model, config.gate_training
+  spec = ModelSpec.from_config(config)
   gate = knowledge.ConflictGate(m.gate_hidden, m.gate_time_scale)
   v = jnp.zeros(m.entity_size)
-  optimizer = optax.adam(t.learning_rate)
-  num_streams = train_events.subject.shape[0]
+  optimizer, steps = _gate_steps(spec, t.batch_size, t.steps_per_round, t.learning_rate)
 
   def init():
     params = {
@@ -172,29 +225,11 @@ def train_gate(config, workdir: str, emb, train_events, val_events) -> tuple[Any
     }
     return train.TrainState.create(params, optimizer, jax.random.key(config.seed + 2))
 
-  def loss_fn(params, batch, key, context):
-    del key, context
-    run = functools.partial(run_stream, policy="gate", config=config)
-    scale = jnp.exp(params["log_scale"])
-    _, out = jax.vmap(lambda ev: run(ev, emb, params["gate"], scale))(batch)
-    loss, accuracy = _question_loss(out, batch)
-    return loss, {"accuracy": accuracy}
-
-  def batch_fn(x, key, context):
-    del x
-    pick = jax.random.choice(key, num_streams, (t.batch_size,), replace=False)
-    return jax.tree.map(lambda a: a[pick], context)
-
-  steps = train.make_train_steps(loss_fn, optimizer, num_steps=t.steps_per_round, batch_fn=batch_fn)
-  context = jax.tree.map(jnp.asarray, train_events)
+  context = {"events": jax.tree.map(jnp.asarray, train_events), "emb": emb}
   val = jax.tree.map(jnp.asarray, val_events)
 
-  @jax.jit
   def validation_accuracy(params):
-    run = functools.partial(run_stream, policy="gate", config=config)
-    scale = jnp.exp(params["log_scale"])
-    _, out = jax.vmap(lambda ev: run(ev, emb, params["gate"], scale))(val)
-    return _question_loss(out, val)[1]
+    return _validation_accuracy(params, val, emb, spec)
 
   result = train.fit(
     init,
@@ -251,6 +286,14 @@ def accuracy_table(out, events, edges) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- deletion
 
 
+@functools.partial(jax.jit, static_argnames=("policy", "spec"))
+def _final_state(events, emb, gate_params, scale, *, policy, spec):
+  return run_stream(events, emb, gate_params, scale, policy=policy, spec=spec)[0]
+
+
+_delete_owner = jax.jit(knowledge.delete_owner)
+
+
 def deletion_check(config, workdir, emb, vocab, events, person: str) -> dict[str, Any]:
   """ "Forget <person>" on one dialogue written under the ``'versions'`` policy (so the
   person's past versions are held too): delete their facts from the memory and from a
@@ -260,8 +303,8 @@ def deletion_check(config, workdir, emb, vocab, events, person: str) -> dict[str
   hold), and no file of the store may hold their name, their embedding (the value of
   "X is held by <person>") or the key of (person, relation) for any relation.
   """
-  run = jax.jit(functools.partial(run_stream, policy="versions", config=config))
-  state, _ = run(jax.tree.map(jnp.asarray, events), emb, None, jnp.float32(1.0))
+  spec = ModelSpec.from_config(config)
+  state = _final_state(events, emb, None, jnp.float32(1.0), policy="versions", spec=spec)
   owner = vocab.owners.index(person)
   theirs = np.asarray(state.kv.valid) & (np.asarray(state.owner) == owner)
   me = vocab.entity(person)
@@ -305,7 +348,7 @@ def deletion_check(config, workdir, emb, vocab, events, person: str) -> dict[str
 
   found_before = grep()
   asked_before = answers_about_person(state)
-  gone = jax.jit(knowledge.delete_owner)(state, owner)
+  gone = _delete_owner(state, owner)
   deleted_on_disk = knowledge.FactStore.open(path).delete_owner(person)
   loaded, _ = knowledge.load_state(path)
   return {
@@ -384,26 +427,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   gate_params, gate_info = None, None
   if "gate" in config.policies:
     params, gate_info = train_gate(config, workdir, emb, train_events, val_events)
-    gate_params, scale = params["gate"], jnp.exp(params["log_scale"])
+    # Host copies: a fresh and a resumed run then call the jitted evaluations with the
+    # same kind of arguments (restored arrays are committed to a device), so a second run
+    # in one process compiles nothing again.
+    params = jax.device_get(params)
+    gate_params, scale = params["gate"], np.exp(params["log_scale"])
   else:
-    scale = jnp.float32(config.model.answer_scale)
+    scale = np.float32(config.model.answer_scale)
 
   edges = list(config.buckets)
   datasets = [d for d in ("babi", "profiles") if d in events]
   tables: dict[str, dict[str, Any]] = {d: {} for d in datasets}
+  spec = ModelSpec.from_config(config)
   for policy in config.policies:
-    evaluate = make_evaluate(emb, config, policy)
     for d in datasets:
-      out = evaluate(jax.tree.map(jnp.asarray, events[d]), gate_params, scale)
+      out = evaluate(events[d], emb, gate_params, scale, policy=policy, spec=spec)
       tables[d][policy] = accuracy_table(out, events[d], edges)
 
   decay_tables: dict[str, dict[str, Any]] = {d: {} for d in datasets}
   for name, setting in config.decay_settings.items():
-    setting = {k: v for k, v in setting.items() if v is not None}
-    evaluate = make_evaluate(emb, config, "newest", setting or None)
+    setting = tuple(sorted((k, v) for k, v in setting.items() if v is not None))
     for d in datasets:
-      out = evaluate(jax.tree.map(jnp.asarray, events[d]), gate_params, scale)
-      decay_tables[d][name] = {"setting": setting, **accuracy_table(out, events[d], edges)}
+      out = evaluate(events[d], emb, gate_params, scale, policy="newest", spec=spec, decay=setting)
+      decay_tables[d][name] = {"setting": dict(setting), **accuracy_table(out, events[d], edges)}
 
   deletion = None
   if "babi" in events and config.forget in vocab.owners:
