@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from memjax import knowledge, train
+from memjax import knowledge, ops, train
 from memjax.data import facts as fact_data
 
 # ----------------------------------------------------------------------------- data
@@ -308,12 +308,16 @@ def deletion_check(config, workdir, emb, vocab, events, person: str) -> dict[str
   owner = vocab.owners.index(person)
   theirs = np.asarray(state.kv.valid) & (np.asarray(state.owner) == owner)
   me = vocab.entity(person)
-  # What identifies the person: the name, their embedding (the value of "X holds <person>")
-  # and the keys of (person, relation) for every relation.
-  patterns = [person.encode(), np.asarray(emb["entity"][me]).tobytes()]
+  # What identifies the person: the name, their embedding (the value of "X is held by
+  # <person>") and the stored keys of (person, relation), as held in the memory.
+  about = np.zeros(len(theirs), bool)
   for r in range(len(vocab.relations)):
     key = knowledge.triple_key(emb["entity"][me], emb["relation"][r])
-    patterns.append(np.asarray(key, state.kv.keys.dtype).tobytes())
+    about |= np.asarray(ops.cosine(key, state.kv.keys)) > 0.999
+  patterns = [person.encode(), np.asarray(emb["entity"][me]).tobytes()]
+  patterns += sorted(
+    {np.asarray(state.kv.keys[i]).tobytes() for i in np.flatnonzero(about & theirs)}
+  )
   path = os.path.join(workdir, "store")
   owners = {name: i for i, name in enumerate(vocab.owners)}
   knowledge.save_state(path, state, config.store_shard_capacity, owners)

@@ -77,7 +77,7 @@ def test_smoke_run_and_resume_after_kill(tmp_path, data_dir, monkeypatch):
   assert sum(b["questions"] for b in babi["newest"]["buckets"].values()) == 11
   deletion = straight["deletion"]
   assert deletion["facts_before"] >= 1 and deletion["facts_left_in_memory"] == 0
-  assert deletion["byte_patterns_found_before"] > 0
+  assert deletion["byte_patterns_found_before"] >= 2  # the name and the key, before
   assert deletion["byte_patterns_found_after"] == 0
   assert deletion["answers_about_person_after_from_memory"] == 0
   assert deletion["answers_about_person_after_from_disk"] == 0
