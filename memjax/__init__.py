@@ -9,21 +9,16 @@ sinusoid, digits, algorithmic tasks), ``train`` (checkpoints, results, device me
 ``meta`` (MAML, FOMAML, Reptile, ANIL, Meta-SGD), ``continual`` (replay, EWC, distillation).
 """
 
-import importlib
-
-from memjax import memory, models, ops
+from memjax import _lazy, memory, models, ops
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-  # data, train and what builds on train pull in tensorflow_datasets / orbax: loaded on
-  # first use.
-  if name in ("data", "train", "meta", "continual"):
-    module = importlib.import_module(f"memjax.{name}")
-    globals()[name] = module
-    return module
-  raise AttributeError(f"module 'memjax' has no attribute {name!r}")
+# data, train and what builds on train pull in tensorflow_datasets / orbax: loaded on first
+# use.
+__getattr__, __dir__ = _lazy.attach(
+  __name__, {name: (f"memjax.{name}", None) for name in ("data", "train", "meta", "continual")}
+)
 
 
 __all__ = ["continual", "data", "memory", "meta", "models", "ops", "train", "__version__"]

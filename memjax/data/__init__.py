@@ -5,8 +5,7 @@
 tensorflow_datasets on first use) and its names load on first use.
 """
 
-import importlib
-
+from memjax import _lazy
 from memjax.data import algorithmic, buckets, vocab
 from memjax.data.algorithmic import (
   AlgorithmicBatch,
@@ -39,18 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-  if name not in _LAZY:
-    raise AttributeError(f"module 'memjax.data' has no attribute {name!r}")
-  module_name, attr = _LAZY[name]
-  module = importlib.import_module(module_name)
-  value = module if attr is None else getattr(module, attr)
-  globals()[name] = value
-  return value
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY)
 
 
 __all__ = [

@@ -84,4 +84,47 @@ def run(main: Callable[[list[str]], Any]) -> None:
   app.run(guarded(main))
 
 
-__all__ = ["DEBUG_ENV", "EXIT_USER_ERROR", "debug", "format_error", "guarded", "run", "user_errors"]
+def study_main(
+  train_and_evaluate: Callable[[Any, str], Any],
+  *,
+  workdir_help: str = "Where checkpoints and results.json go.",
+  config_help: str = "A config file (configs/*.py); override fields with --config.<field>=...",
+) -> Callable[[list[str]], None]:
+  """The ``main`` of a study binary: defines the required ``--workdir`` and ``--config``
+  flags (absl, ml_collections) and returns ``main(argv)``, which refuses stray arguments,
+  keeps absl's log to warnings (Orbax logs every save at INFO) and calls
+  ``train_and_evaluate(config, workdir)``. A study's ``main.py``::
+
+      main = cli.study_main(train.train_and_evaluate)
+      if __name__ == "__main__":
+        cli.run(main)
+  """
+  from absl import app, flags, logging  # noqa: PLC0415
+  from ml_collections import config_flags  # noqa: PLC0415
+
+  # Defined once per process: several studies imported together share the two flags.
+  if "workdir" not in flags.FLAGS:
+    flags.DEFINE_string("workdir", None, workdir_help)
+  if "config" not in flags.FLAGS:
+    config_flags.DEFINE_config_file("config", None, config_help)
+  flags.mark_flags_as_required(["config", "workdir"])
+
+  def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+
+  return main
+
+
+__all__ = [
+  "DEBUG_ENV",
+  "EXIT_USER_ERROR",
+  "debug",
+  "format_error",
+  "guarded",
+  "run",
+  "study_main",
+  "user_errors",
+]

@@ -4,6 +4,7 @@ traceback (``MEMJAX_DEBUG=1`` shows it); see ``memjax.train.cli``."""
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -159,3 +160,36 @@ def test_guarded_leaves_programming_errors_alone(monkeypatch):
 
   with pytest.raises(AttributeError, match="a bug"):
     main()
+
+
+@pytest.mark.parametrize("study", ["babi", "algorithmic", "continual", "meta"])
+def test_study_binaries_refuse_stray_arguments(study, tmp_path, clean_env):
+  proc = _run(
+    clean_env, f"experiments.{study}.main", f"--workdir={tmp_path}", "--config=x.py", "stray"
+  )
+  # absl's usage error: before any config file is read or training starts
+  assert proc.returncode == 1 and "unexpected arguments: ['stray']" in proc.stderr, proc.stderr
+  assert not os.listdir(tmp_path)
+
+
+def test_study_main_shares_its_flags_and_calls_the_study(tmp_path, monkeypatch):
+  from absl import flags  # noqa: PLC0415
+
+  from experiments.continual import main as continual_main  # noqa: PLC0415
+  from experiments.meta import main as meta_main  # noqa: PLC0415 - same flags, no clash
+
+  calls = []
+  fake = lambda config, workdir: calls.append((config.name, workdir))
+  main = cli.study_main(fake)  # a third study in the same process
+  config = os.path.join(_ROOT, "experiments/continual/configs/split_digits_task.py")
+  argv = ["prog", f"--workdir={tmp_path}", f"--config={config}"]
+  with warnings.catch_warnings():
+    # ml_collections loads the config file with importlib's load_module (its own code)
+    warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+    remaining = flags.FLAGS(argv)
+  try:
+    main(remaining)
+    assert calls == [("split_digits_task", str(tmp_path))]
+    assert callable(continual_main.main) and callable(meta_main.main)
+  finally:
+    flags.FLAGS.unparse_flags()

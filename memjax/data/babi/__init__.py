@@ -45,8 +45,7 @@ References:
   arXiv:1502.05698 (2015). Sukhbaatar et al. "End-To-End Memory Networks", NeurIPS 2015.
 """
 
-import importlib
-
+from memjax import _lazy
 from memjax.data.babi import arrays, parse, synthetic
 from memjax.data.babi.arrays import (
   ArraysTooLargeError,
@@ -77,18 +76,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-  if name not in _LAZY:
-    raise AttributeError(f"module 'memjax.data.babi' has no attribute {name!r}")
-  module_name, attr = _LAZY[name]
-  module = importlib.import_module(module_name)
-  value = module if attr is None else getattr(module, attr)
-  globals()[name] = value
-  return value
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY)
 
 
 __all__ = [

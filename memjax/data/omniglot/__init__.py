@@ -46,8 +46,7 @@ References:
   Meta-Learning for Fast Adaptation of Deep Networks", ICML 2017.
 """
 
-import importlib
-
+from memjax import _lazy
 from memjax.data.omniglot import arrays, episodes, source
 from memjax.data.omniglot.arrays import (
   OmniglotArrays,
@@ -72,18 +71,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-  if name not in _LAZY:
-    raise AttributeError(f"module 'memjax.data.omniglot' has no attribute {name!r}")
-  module_name, attr = _LAZY[name]
-  module = importlib.import_module(module_name)
-  value = module if attr is None else getattr(module, attr)
-  globals()[name] = value
-  return value
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY)
 
 
 __all__ = [
