@@ -99,7 +99,7 @@ def ntm_address(memory, key, beta, gate, shift, gamma, w_prev, eps=1e-6):
 
   Content weights softmax(beta cos(key, M_i)) (eps added to each norm), gated
   interpolation with ``w_prev``, circular shift by ``shift`` over offsets
-  ``-s..s``, sharpening ``(w + eps)^gamma / (sum + eps)``.
+  ``-s..s``, sharpening ``(w + eps)^gamma / sum`` (float64: no underflow at these sizes).
   """
   memory, key = np.float64(memory), np.float64(key)
   n = memory.shape[0]
@@ -111,4 +111,4 @@ def ntm_address(memory, key, beta, gate, shift, gamma, w_prev, eps=1e-6):
   s = len(shift) // 2
   w = np.array([sum(w[(i - d) % n] * shift[d + s] for d in range(-s, s + 1)) for i in range(n)])
   p = (w + eps) ** gamma
-  return p / (p.sum() + eps)
+  return p / p.sum()

@@ -136,20 +136,24 @@ def circular_shift(w: jax.Array, shift: jax.Array) -> jax.Array:
 def sharpen(w: jax.Array, gamma: jax.Array, eps: float = _EPS) -> jax.Array:
   """Sharpening ``w(i)^gamma / sum_j w(j)^gamma``.
 
+  Computed as ``softmax_i(gamma * log(w(i) + eps))``: the same ratio, but the powers are
+  never formed. Formed directly, ``w^gamma`` underflows float32 for every slot once the
+  weighting is diffuse and ``gamma`` large (``(1/128)^20`` is ~1e-42), the weighting turns
+  to zeros, and with it the head's gradient: a head that can never recover.
+
   Args:
     w: [..., N] non-negative weightings.
     gamma: [...] or [..., 1] exponents (>= 1).
-    eps: added to ``w`` before the power (so the gradient in ``gamma`` is finite where
-      ``w`` is 0) and to the normaliser.
+    eps: added to ``w`` before the logarithm (so it and the gradient in ``gamma`` are
+      finite where ``w`` is 0).
 
   Returns:
-    [..., N] sharpened weightings (each sums to 1 up to ``eps``).
+    [..., N] sharpened weightings (each sums to 1).
   """
   _check_weights("w", w)
   batch = w.shape[:-1]
   _check_param("gamma", gamma, batch)
-  p = jnp.power(w + eps, _as_column(gamma, batch))
-  return p / (jnp.sum(p, axis=-1, keepdims=True) + eps)
+  return jax.nn.softmax(_as_column(gamma, batch) * jnp.log(w + eps), axis=-1)
 
 
 def address(

@@ -80,6 +80,22 @@ def test_sharpen_known_answer():
   )
 
 
+def test_sharpen_of_a_diffuse_weighting_with_a_large_gamma_does_not_underflow():
+  # w^gamma formed in float32 is 0 for every slot here ((1/128)^50 ~ 1e-105): the head's
+  # weighting and its gradient would vanish. The ratio itself is well defined.
+  w = np.random.default_rng(0).dirichlet(np.full(128, 50.0))  # every entry near 1/128
+  gamma = 50.0
+  p = (w + 1e-6) ** gamma  # float64: ~1e-100, no underflow
+  want = p / p.sum()
+  got = addressing.sharpen(jnp.asarray(w, jnp.float32), jnp.array(gamma))
+  assert got.dtype == jnp.float32 and float(jnp.sum(got)) == pytest.approx(1.0, abs=1e-5)
+  np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-7)
+  grad = jax.grad(lambda v: addressing.sharpen(v, jnp.array(gamma))[int(np.argmax(w))])(
+    jnp.asarray(w, jnp.float32)
+  )
+  assert np.all(np.isfinite(grad)) and float(jnp.max(jnp.abs(grad))) > 1.0
+
+
 def test_sharpen_of_one_hot_is_finite_with_finite_gamma_grad():
   w = jnp.array([1.0, 0.0, 0.0, 0.0])
   g = jax.grad(lambda gamma: addressing.sharpen(w, gamma)[0])(jnp.array(3.0))
