@@ -1,0 +1,25 @@
+"""Attention layers for long-context models: multi-head, sliding-window (with global
+tokens), relative positions (Transformer-XL, RoPE, T5 bias), XL segment recurrence,
+kNN-memory attention (Memorizing Transformers) and its sharded memory, persistent tokens.
+
+Each layer is a pure function over per-head arrays ``[..., T, H, D]`` plus a Flax linen
+module that adds the projections, so a decoder block can combine them.
+"""
+
+from memjax.layers.attention import (
+  MultiHeadAttention,
+  attention_weights,
+  causal_mask,
+  dot_product_attention,
+)
+from memjax.layers.window import SlidingWindowAttention, band_mask, sliding_window_attention
+
+__all__ = [
+  "MultiHeadAttention",
+  "attention_weights",
+  "causal_mask",
+  "dot_product_attention",
+  "SlidingWindowAttention",
+  "band_mask",
+  "sliding_window_attention",
+]
