@@ -12,6 +12,16 @@ from memjax.layers.attention import (
   causal_mask,
   dot_product_attention,
 )
+from memjax.layers.recurrence import XLAttention, XLMemory
+from memjax.layers.relative import (
+  RelativePositionBias,
+  XLRelativeAttention,
+  apply_rope,
+  relative_position_bucket,
+  sinusoidal_embedding,
+  xl_relative_attention,
+  xl_relative_logits,
+)
 from memjax.layers.window import SlidingWindowAttention, band_mask, sliding_window_attention
 
 __all__ = [
@@ -19,6 +29,15 @@ __all__ = [
   "attention_weights",
   "causal_mask",
   "dot_product_attention",
+  "XLAttention",
+  "XLMemory",
+  "RelativePositionBias",
+  "XLRelativeAttention",
+  "apply_rope",
+  "relative_position_bucket",
+  "sinusoidal_embedding",
+  "xl_relative_attention",
+  "xl_relative_logits",
   "SlidingWindowAttention",
   "band_mask",
   "sliding_window_attention",
