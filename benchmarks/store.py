@@ -19,8 +19,10 @@ order as cosine). Figures:
                         memory is queried;
   faiss                 ``faiss.IndexFlatIP`` over the same keys in memory (the exact
                         brute-force index of the most used vector library; faiss-cpu is in
-                        the ``bench`` extra). faiss runs on its own OpenBLAS detection here
-                        (``benchmarks/retrieval.py`` probes the kernels; see the README).
+                        the ``bench`` extra). With ``--peer_blas=auto`` (the default; not
+                        under ``--smoke``) faiss is first timed in short probe processes under
+                        every OpenBLAS kernel the CPU allows and run with the fastest, as
+                        ``benchmarks/retrieval.py`` does (a ``blas_choice`` line says which).
 
 Each figure is the median of ``--rounds`` rounds, memjax and faiss interleaved; the line
 prints ``ratio_to_faiss`` and ``agreement`` (the fraction of memjax's top-k rows equal to
@@ -57,10 +59,33 @@ def _parse(argv):
   p.add_argument("--rounds", type=int, default=5, help="timed rounds per figure")
   p.add_argument("--dir", default="", help="where to build the store (default: a temp dir)")
   p.add_argument("--smoke", action="store_true", help="a small, seconds-long run")
+  _common.add_peer_blas_flags(p, "faiss", probe_rounds=3)
   args = p.parse_args(argv)
   if args.smoke:
     args.n, args.dim, args.shard_capacity, args.queries, args.rounds = 4096, 16, 1024, 64, 2
+    args.peer_blas = "detect"
   return args
+
+
+def _probe(args) -> None:
+  """Under --probe_blas: faiss's speed on a 65,536-key index ("blas_probe" lines)."""
+  faiss = _import_faiss()
+  if faiss is None:
+    return
+  rng = np.random.default_rng(1)
+  index = faiss.IndexFlatIP(args.dim)
+  index.add(_unit(rng.standard_normal((65_536, args.dim))))
+  queries = _unit(rng.standard_normal((args.queries, args.dim)))
+  index.search(queries, args.k)  # warm-up
+  seconds = sorted(_common.timed(lambda: index.search(queries, args.k)) for _ in range(3))
+  _common.emit(
+    {
+      "figure": "blas_probe",
+      "library": "faiss",
+      "per_s": args.queries / seconds[1],
+      "blas": _common.blas_architectures("faiss"),
+    }
+  )
 
 
 def _unit(x):
@@ -68,7 +93,17 @@ def _unit(x):
 
 
 def main(argv=None) -> None:
+  argv = sys.argv[1:] if argv is None else list(argv)
   args = _parse(argv)
+  if args.probe_blas:
+    _probe(args)
+    return
+  if args.peer_blas == "auto" and not _common.blas_choice() and _import_faiss(probe=True):
+    probe_argv = ["--probe_blas", f"--dim={args.dim}", f"--queries={args.queries}", f"--k={args.k}"]
+    script = os.path.abspath(__file__)
+    sys.exit(
+      _common.run_with_best_blas(script, argv, probe_argv, ["faiss"], _REMOVED, args.probe_rounds)
+    )
   _common.emit({"figure": "environment", **_common.environment(_REMOVED)})
   rng = np.random.default_rng(0)
   root = args.dir or tempfile.mkdtemp(prefix="memjax_store_bench_")
@@ -135,7 +170,15 @@ def main(argv=None) -> None:
       shutil.rmtree(root, ignore_errors=True)
 
 
-def _import_faiss():
+def _import_faiss(probe: bool = False):
+  """faiss with the OpenBLAS kernel chosen for it (None if not installed). ``probe``: only
+  say whether it is installed, without loading it (its kernel is chosen at load time)."""
+  if probe:
+    import importlib.util  # noqa: PLC0415
+
+    return importlib.util.find_spec("faiss") is not None
+  if "faiss" not in sys.modules:
+    _common.set_coretype(_common.blas_choice().get("coretypes", {}).get("faiss", ""))
   try:
     import faiss  # noqa: PLC0415
   except ImportError:
