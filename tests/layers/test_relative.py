@@ -75,13 +75,13 @@ def _np_xl_layer(p, x, mem):
 
 def test_xl_layer_equals_explicit_formula():
   rng = np.random.default_rng(1)
-  x, mem = rng.normal(size=(2, 4, 6)), rng.normal(size=(2, 3, 6))
+  x = rng.normal(size=(2, 4, 6)).astype(np.float32)
+  mem = rng.normal(size=(2, 3, 6)).astype(np.float32)
   layer = XLRelativeAttention(num_heads=2, qkv_features=4)
   params = layer.init(jax.random.key(0), x, mem)["params"]
   # u, v start at zero; give them values so terms (c) and (d) count.
   uv = rng.normal(size=(2, 2, 2)).astype(np.float32)
   params = dict(params, u=jnp.asarray(uv[0]), v=jnp.asarray(uv[1]))
-  x, mem = x.astype(np.float32), mem.astype(np.float32)
   y = jax.jit(layer.apply)({"params": params}, x, mem)
   np.testing.assert_allclose(y, _np_xl_layer(params, x, mem), atol=1e-4)
 
