@@ -121,7 +121,8 @@ def run_stream(
   """Writes a stream's facts and answers its questions (one stream, ``[E]`` events).
 
   Returns:
-    ``(final memory, per event: logits [E, entities], correct [E], found [E], held [E])``.
+    ``(final memory, per event: logits [E, entities], correct [E], latest [E] (the answer
+    is the latest report), found [E], held [E])``.
   """
   m = spec
   state = knowledge.init_state(m.num_slots, m.entity_size + m.relation_size, m.entity_size)
@@ -150,9 +151,12 @@ def run_stream(
     unit = read / (jnp.linalg.norm(read) + 1e-6)
     logits = scale * (emb["entity"] @ unit)
     logits = jnp.where(emb["candidates"][e.relation], logits, -1e9)
-    correct = found & (jnp.argmax(logits) == e.object)
+    predicted = jnp.argmax(logits)
+    correct = found & (predicted == e.object)
+    latest = found & (predicted == e.latest)
     held = knowledge.num_facts(state)
-    return state, {"logits": logits, "correct": correct, "found": found, "held": held}
+    out = {"logits": logits, "correct": correct, "latest": latest, "found": found, "held": held}
+    return state, out
 
   return jax.lax.scan(step, state, events)
 
@@ -279,6 +283,8 @@ def accuracy_table(out, events, edges) -> dict[str, Any]:
       "questions": int(sel.sum()),
     }
   table["answered"] = float(np.asarray(out["found"])[ask].mean())
+  # The fraction of answers equal to the latest report of the fact (right or wrong).
+  table["agrees_with_latest_report"] = float(np.asarray(out["latest"])[ask].mean())
   table["mean_facts_held"] = float(np.asarray(out["held"])[np.asarray(events.valid)].mean())
   return table
 

@@ -66,6 +66,7 @@ class Question(NamedTuple):
   relation: str
   answer: str
   since_update: int  # time since the asked fact last changed (its latest true update)
+  latest: str = ""  # the latest reported value (may be a wrong report); '' = the answer
 
 
 class FactStream(NamedTuple):
@@ -223,12 +224,13 @@ def generate_profiles(
   rng = np.random.default_rng(seed)
   people = PROFILE_PEOPLE[:num_people]
   names = sorted(attributes)
-  truth, changed, facts, questions = {}, {}, [], []
+  truth, changed, facts, questions, reported = {}, {}, [], [], {}
   for p in people:
     for a in names:
       truth[p, a] = attributes[a][rng.integers(len(attributes[a]))]
       changed[p, a] = 0
       facts.append(Fact(0, p, a, truth[p, a], 1.0, p, True))
+      reported[p, a] = truth[p, a]
   for t in range(1, num_steps + 1):
     p, a = people[rng.integers(len(people))], names[rng.integers(len(names))]
     values = attributes[a]
@@ -242,8 +244,9 @@ def generate_profiles(
       facts.append(Fact(t, p, a, wrong, float(rng.uniform(*noise_confidence)), p, False))
     else:
       facts.append(Fact(t, p, a, truth[p, a], float(rng.uniform(*true_confidence)), p, True))
+    reported[p, a] = facts[-1].object
     qp, qa = people[rng.integers(len(people))], names[rng.integers(len(names))]
-    questions.append(Question(t, qp, qa, truth[qp, qa], t - changed[qp, qa]))
+    questions.append(Question(t, qp, qa, truth[qp, qa], t - changed[qp, qa], reported[qp, qa]))
   return FactStream(f"profiles_{seed}", facts, questions)
 
 
@@ -289,6 +292,7 @@ class Events(NamedTuple):
   subject: np.ndarray  # int32 entity id
   relation: np.ndarray  # int32 relation id
   object: np.ndarray  # int32 entity id: the fact's object or the question's answer
+  latest: np.ndarray  # int32 entity id: the latest reported value (questions; else object)
   time: np.ndarray  # float32
   confidence: np.ndarray  # float32 (1 for questions)
   owner: np.ndarray  # int32 owner id (-1: none / a question)
@@ -306,9 +310,14 @@ def to_events(stream: FactStream, vocab: FactVocab, length: int | None = None) -
   rows = []
   for f in stream.facts:
     owner = vocab.owners.index(f.owner) if f.owner else -1
-    rows.append((f.time, 0, True, f.subject, f.relation, f.object, f.confidence, owner, -1))
+    rows.append(
+      (f.time, 0, True, f.subject, f.relation, f.object, f.object, f.confidence, owner, -1)
+    )
   for q in stream.questions:
-    rows.append((q.time, 1, False, q.subject, q.relation, q.answer, 1.0, -1, q.since_update))
+    latest = q.latest or q.answer
+    rows.append(
+      (q.time, 1, False, q.subject, q.relation, q.answer, latest, 1.0, -1, q.since_update)
+    )
   rows.sort(key=lambda r: (r[0], r[1]))
   n = len(rows)
   length = n if length is None else length
@@ -319,19 +328,17 @@ def to_events(stream: FactStream, vocab: FactVocab, length: int | None = None) -
     subject=np.zeros(length, np.int32),
     relation=np.zeros(length, np.int32),
     object=np.zeros(length, np.int32),
+    latest=np.zeros(length, np.int32),
     time=np.zeros(length, np.float32),
     confidence=np.ones(length, np.float32),
     owner=np.full(length, -1, np.int32),
     since_update=np.full(length, -1, np.int32),
     valid=np.zeros(length, bool),
   )
-  for i, (t, _, is_fact, s, r, o, c, owner, since) in enumerate(rows):
-    out.is_fact[i], out.subject[i], out.relation[i] = (
-      is_fact,
-      vocab.entity(s),
-      vocab.relations.index(r),
-    )
-    out.object[i], out.time[i], out.confidence[i] = vocab.entity(o), t, c
+  for i, (t, _, is_fact, s, r, o, latest, c, owner, since) in enumerate(rows):
+    out.is_fact[i], out.subject[i] = is_fact, vocab.entity(s)
+    out.relation[i], out.object[i] = vocab.relations.index(r), vocab.entity(o)
+    out.latest[i], out.time[i], out.confidence[i] = vocab.entity(latest), t, c
     out.owner[i], out.since_update[i], out.valid[i] = owner, since, True
   return out
 
