@@ -12,6 +12,7 @@ from memjax.layers.attention import (
   causal_mask,
   dot_product_attention,
 )
+from memjax.layers.knn import KNNMemoryAttention, init_knn_memory, knn_read, write_segment
 from memjax.layers.recurrence import XLAttention, XLMemory
 from memjax.layers.relative import (
   RelativePositionBias,
@@ -29,6 +30,10 @@ __all__ = [
   "attention_weights",
   "causal_mask",
   "dot_product_attention",
+  "KNNMemoryAttention",
+  "init_knn_memory",
+  "knn_read",
+  "write_segment",
   "XLAttention",
   "XLMemory",
   "RelativePositionBias",
