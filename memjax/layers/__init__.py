@@ -23,6 +23,7 @@ from memjax.layers.relative import (
   xl_relative_attention,
   xl_relative_logits,
 )
+from memjax.layers.sharded_knn import sharded_knn_read, sharded_kv_read, sharded_top_k_read
 from memjax.layers.window import SlidingWindowAttention, band_mask, sliding_window_attention
 
 __all__ = [
@@ -43,6 +44,9 @@ __all__ = [
   "sinusoidal_embedding",
   "xl_relative_attention",
   "xl_relative_logits",
+  "sharded_knn_read",
+  "sharded_kv_read",
+  "sharded_top_k_read",
   "SlidingWindowAttention",
   "band_mask",
   "sliding_window_attention",

@@ -31,6 +31,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from memjax.layers.attention import (
   causal_mask,
@@ -39,6 +40,7 @@ from memjax.layers.attention import (
   project_out,
   project_qkv,
 )
+from memjax.layers.sharded_knn import sharded_knn_read
 from memjax.memory import kv
 from memjax.memory.kv import KVState
 from memjax.ops import _checks
@@ -227,6 +229,9 @@ class KNNMemoryAttention(nn.Module):
       the paper does).
     dtype: computation dtype (the memory is stored in ``memory_dtype``).
     memory_dtype: dtype of the stored keys and values.
+    mesh: optional device mesh; with it every store's N slots are split over
+      ``memory_axis`` (:func:`memjax.layers.sharded_knn.sharded_knn_read`, same result).
+    memory_axis: the mesh axis of the slots.
 
   Example:
     >>> layer = KNNMemoryAttention(num_heads=2, capacity=64, top_k=4)
@@ -245,6 +250,8 @@ class KNNMemoryAttention(nn.Module):
   similarity: str | SimilarityFn = "scaled_dot"
   dtype: Any = None
   memory_dtype: Any = jnp.float32
+  mesh: Mesh | None = None
+  memory_axis: str = "memory"
 
   @nn.compact
   def __call__(
@@ -278,7 +285,12 @@ class KNNMemoryAttention(nn.Module):
       mask = jnp.broadcast_to(mask, (*token_mask.shape[:-1], 1, t, t))
       mask = mask & token_mask[..., None, None, :]
     local = dot_product_attention(q, k, v, mask)
-    read, found = knn_read(memory, q, self.top_k, self.similarity)
+    if self.mesh is None:
+      read, found = knn_read(memory, q, self.top_k, self.similarity)
+    else:
+      read, found = sharded_knn_read(
+        memory, q, self.top_k, self.mesh, self.memory_axis, self.similarity
+      )
     gate = self.param("gate_bias", nn.initializers.zeros, (self.num_heads,), jnp.float32)
     out = gated_mix(read, local, found, gate)
     y = project_out(self, out, self.out_features or x.shape[-1], True, self.dtype)

@@ -114,7 +114,7 @@ def test_rope_is_the_pairwise_rotation_and_depends_on_distance_only():
 
 
 def _np_t5_bucket(rel, bidirectional, num_buckets, max_distance):
-  """T5's bucketing of one relative position (key minus query), written from the paper/code notes."""
+  """T5 bucket of one relative position (key minus query), from the description."""
   ret, n = 0, -rel
   if bidirectional:
     num_buckets //= 2
