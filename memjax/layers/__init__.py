@@ -13,6 +13,7 @@ from memjax.layers.attention import (
   dot_product_attention,
 )
 from memjax.layers.knn import KNNMemoryAttention, init_knn_memory, knn_read, write_segment
+from memjax.layers.persistent import PersistentAttention, PersistentTokens
 from memjax.layers.recurrence import XLAttention, XLMemory
 from memjax.layers.relative import (
   RelativePositionBias,
@@ -35,6 +36,8 @@ __all__ = [
   "init_knn_memory",
   "knn_read",
   "write_segment",
+  "PersistentAttention",
+  "PersistentTokens",
   "XLAttention",
   "XLMemory",
   "RelativePositionBias",
