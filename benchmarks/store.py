@@ -46,7 +46,6 @@ _REMOVED = _common.prepare_blas_env()
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from memjax import knowledge  # noqa: E402
 
 
 def _parse(argv):
@@ -59,12 +58,34 @@ def _parse(argv):
   p.add_argument("--rounds", type=int, default=5, help="timed rounds per figure")
   p.add_argument("--dir", default="", help="where to build the store (default: a temp dir)")
   p.add_argument("--smoke", action="store_true", help="a small, seconds-long run")
+  p.add_argument(
+    "--threads",
+    type=int,
+    default=None,
+    help="1: memjax (XLA) and faiss (OpenMP) on one thread each, a comparison that a machine "
+    "busy with other jobs distorts less (default: each library's own thread count)",
+  )
   _common.add_peer_blas_flags(p, "faiss", probe_rounds=3)
   args = p.parse_args(argv)
   if args.smoke:
     args.n, args.dim, args.shard_capacity, args.queries, args.rounds = 4096, 16, 1024, 64, 2
     args.peer_blas = "detect"
+  if args.threads not in (None, 1):
+    p.error("--threads supports only 1 (XLA's CPU backend has no flag for another count)")
   return args
+
+
+def _limit_threads(threads: int | None) -> None:
+  """One thread for XLA and faiss (before jax is imported: XLA reads its flags once)."""
+  if threads is None:
+    return
+  if "jax" in sys.modules:
+    raise RuntimeError("_limit_threads() must run before jax is imported")
+  flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+  faiss = _import_faiss()
+  if faiss is not None:
+    faiss.omp_set_num_threads(threads)
 
 
 def _probe(args) -> None:
@@ -96,15 +117,22 @@ def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else list(argv)
   args = _parse(argv)
   if args.probe_blas:
+    _limit_threads(args.threads)
     _probe(args)
     return
   if args.peer_blas == "auto" and not _common.blas_choice() and _import_faiss(probe=True):
     probe_argv = ["--probe_blas", f"--dim={args.dim}", f"--queries={args.queries}", f"--k={args.k}"]
+    probe_argv += [f"--threads={args.threads}"] if args.threads else []
     script = os.path.abspath(__file__)
     sys.exit(
       _common.run_with_best_blas(script, argv, probe_argv, ["faiss"], _REMOVED, args.probe_rounds)
     )
-  _common.emit({"figure": "environment", **_common.environment(_REMOVED)})
+  _limit_threads(args.threads)
+  from memjax import knowledge  # noqa: PLC0415  (after the thread limits)
+
+  env = _common.environment(_REMOVED)
+  env["threads"] = args.threads
+  _common.emit({"figure": "environment", **env})
   rng = np.random.default_rng(0)
   root = args.dir or tempfile.mkdtemp(prefix="memjax_store_bench_")
   path = os.path.join(root, "store")
@@ -158,6 +186,7 @@ def main(argv=None) -> None:
         "dim": args.dim,
         "k": args.k,
         "queries": args.queries,
+        "threads": args.threads,
         **_common.summarize(times[name]),
         "load": _common.load(),
       }
