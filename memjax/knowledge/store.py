@@ -503,8 +503,9 @@ class FactStore:
       if i >= self.num_shards:
         continue
       shard = self.load_shard(int(i))
-      here = (rows // cap) == i
-      local = np.minimum(rows[here] % cap, shard["keys"].shape[0] - 1)
+      # Rows past the shard's end (padding, returned only with score -inf) read as empty.
+      here = ((rows // cap) == i) & ((rows % cap) < shard["keys"].shape[0])
+      local = rows[here] % cap
       values[here] = shard["values"][local]
       owners[here] = shard["owner"][local]
     return values, owners

@@ -207,3 +207,12 @@ def test_errors_name_the_path(tmp_path):
   os.remove(tmp_path / "shards" / name / "values.npy")
   with pytest.raises(K.StoreError, match=r"values\.npy: missing shard file"):
     K.FactStore.open(tmp_path)
+
+
+def test_fewer_live_rows_than_k_read_as_empty(tmp_path):
+  store = K.FactStore.create(tmp_path, 2, 1, shard_capacity=4)
+  store.append(np.eye(2), np.full((2, 1), 7.0), [0.0, 1.0], owners=["ann", "bob"])
+  hits = store.query(np.array([[1.0, 0.0]]), k=3)
+  assert hits.rows[0, :2].tolist() == [0, 1] and hits.scores[0, 2] == -np.inf
+  assert hits.values[0, :, 0].tolist() == [7.0, 7.0, 0.0]  # the padding row reads as empty
+  assert hits.owners[0].tolist() == [0, 1, -1]
