@@ -41,8 +41,8 @@ def test_eight_fake_devices():
   assert jax.device_count() == 8
 
 
-@pytest.mark.parametrize("shards", SHARDS)
-@pytest.mark.parametrize("k", [1, 3, 6])  # k > N / 8 = 2 too
+# Every shard count; k below and above the per-shard capacity N / S.
+@pytest.mark.parametrize("shards, k", [(1, 6), (2, 6), (4, 3), (4, 6), (8, 1), (8, 6)])
 def test_sharded_top_k_equals_unsharded(shards, k):
   q, keys, values, mask = _memory(0)
   want = top_k_read(q, keys, values, k, mask=mask)
@@ -54,8 +54,7 @@ def test_sharded_top_k_equals_unsharded(shards, k):
   np.testing.assert_array_equal(got.values, want.values)
 
 
-@pytest.mark.parametrize("shards", SHARDS)
-def test_sharded_kv_and_knn_reads_equal_unsharded(shards):
+def test_sharded_kv_read_equals_kv_read():
   rng = np.random.default_rng(1)
   state = kv.write_batch(
     kv.init_state(16, 4, 3),
@@ -63,19 +62,27 @@ def test_sharded_kv_and_knn_reads_equal_unsharded(shards):
     jnp.asarray(rng.normal(size=(11, 3)), jnp.float32),
   )
   q = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
-  got, want = sharded_kv_read(state, q, 5, _mesh(shards), "memory"), kv.read(state, q, 5)
+  got = jax.jit(lambda s, a: sharded_kv_read(s, a, 5, _mesh(8), "memory"))(state, q)
+  want = jax.jit(lambda s, a: kv.read(s, a, 5))(state, q)
   np.testing.assert_array_equal(got.indices, want.indices)
   np.testing.assert_array_equal(got.values, want.values)
+
+
+def test_sharded_knn_read_equals_knn_read_for_every_shard_count():
+  rng = np.random.default_rng(2)
   mem = write_segment(
     init_knn_memory((2,), 3, 16, 4, 5),
     jnp.asarray(rng.normal(size=(2, 11, 3, 4)), jnp.float32),
     jnp.asarray(rng.normal(size=(2, 11, 3, 5)), jnp.float32),
   )
   qq = jnp.asarray(rng.normal(size=(2, 7, 3, 4)), jnp.float32)
-  read, found = jax.jit(lambda m, a: sharded_knn_read(m, a, 5, _mesh(shards), "memory"))(mem, qq)
-  want_read, want_found = knn_read(mem, qq, 5)
-  np.testing.assert_allclose(read, want_read, atol=1e-6)
-  np.testing.assert_array_equal(found, want_found)
+  want_read, want_found = jax.jit(lambda m, a: knn_read(m, a, 5))(mem, qq)
+  for shards in SHARDS:
+    read, found = jax.jit(lambda m, a, s=shards: sharded_knn_read(m, a, 5, _mesh(s), "memory"))(
+      mem, qq
+    )
+    np.testing.assert_allclose(read, want_read, atol=1e-6)
+    np.testing.assert_array_equal(found, want_found)
 
 
 def test_gradients_equal_unsharded():
