@@ -16,7 +16,7 @@ def _stream(seed, b=2, segments=3, t=4, f=6):
 
 
 class CarryTest(parameterized.TestCase):
-  @parameterized.parameters(3, 4, 6, 12)
+  @parameterized.parameters(3, 6)  # M < T, M > T (T = 4)
   def test_carry_holds_exactly_the_last_states_after_each_segment(self, m):
     x = _stream(0)
     layer = XLAttention(num_heads=2, memory_length=m)
