@@ -393,11 +393,13 @@ def plot(path: str, tables: dict[str, dict[str, dict]], title: str) -> None:
 
   fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 3.8), squeeze=False)
   for ax, (dataset, per_policy) in zip(axes[0], tables.items(), strict=True):
-    for policy, table in per_policy.items():
+    styles = zip("osv^Dx", ("-", "--", ":", "-.", "-", "--"), (9, 7, 5, 5, 4, 6), strict=True)
+    for (policy, table), (marker, line, size) in zip(per_policy.items(), styles, strict=False):
       names = list(table["buckets"])
       acc = [table["buckets"][n]["accuracy"] for n in names]
       x = [i for i, a in enumerate(acc) if a is not None]
-      ax.plot(x, [acc[i] for i in x], marker="o", label=policy)
+      # Distinct markers and line styles: equal curves (newest / versions) stay visible.
+      ax.plot(x, [acc[i] for i in x], marker=marker, linestyle=line, markersize=size, label=policy)
       ax.set_xticks(range(len(names)), names)
     ax.set_xlabel("time since the asked fact last changed")
     ax.set_ylabel("accuracy")
