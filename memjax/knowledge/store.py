@@ -31,6 +31,7 @@ bit-exact with its dtype.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -170,7 +171,6 @@ class FactStore:
     self.path = os.path.abspath(path)
     self._manifest = manifest
     self._device_cache: dict[str, tuple[jax.Array, jax.Array]] = {}
-    self._search = jax.jit(_shard_top_k, static_argnums=(3, 4))
 
   # -- opening and creating
 
@@ -487,7 +487,7 @@ class FactStore:
         live = jnp.asarray(np.pad(np.asarray(rows["valid"] & rows["active"]), (0, pad)))
         if cache_on_device:
           self._device_cache[shard["name"]] = (keys, live)
-      s, r = self._search(q, keys, live, k, similarity)
+      s, r = _shard_top_k(q, keys, live, k, similarity)
       all_scores.append(s)
       all_rows.append(np.asarray(r, np.int64) + i * cap)
     scores, pos = retrieval.top_k_scores(jnp.concatenate(all_scores, -1), k)
@@ -511,7 +511,9 @@ class FactStore:
     return values, owners
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4))
 def _shard_top_k(q, keys, live, k, similarity):
+  """One shard's exact top-k (every shard padded to the capacity: one compilation)."""
   return retrieval.top_k_search(q, keys, k, similarity, mask=live)
 
 
