@@ -246,6 +246,21 @@ class AgreementTest(parameterized.TestCase):
       t = _integrate(t, keys[i], values[i], times[i])
     chex.assert_trees_all_equal(s, t)
 
+  def test_no_retrace_across_calls(self):
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(state, keys, values, times):
+      return K.integrate_batch(state, keys, values, times, policy="versions")
+
+    rng = np.random.default_rng(3)
+    s = K.init_state(4, 4, 3)
+    for t in range(3):  # the state written back in, new facts each time: one trace
+      keys = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 5)]
+      s = run(
+        s, keys, np.eye(3, dtype=np.float32)[rng.integers(0, 3, 5)], np.full(5, t, np.float32)
+      )
+    assert int(s.kv.step) == 15
+
   def test_structure_shapes_and_dtypes_are_kept(self):
     for dtype in (jnp.float32, jnp.bfloat16):
       s = K.init_state(5, 4, 3, dtype)
