@@ -61,7 +61,7 @@ def test_partially_filled_memory_ignores_empty_slots_and_empty_memory_reads_noth
 
 def test_ring_write_equals_kv_write_batch():
   # Partly filled, then more items than slots in one segment, with padding tokens.
-  segments = (3, 2, 9, 4)
+  segments = (3, 9, 4)
   rng = np.random.default_rng(0)
   mem = init_knn_memory((1,), 1, 5, 3, 2)
   ref = kv.init_state(5, 3, 2)

@@ -15,26 +15,30 @@ def _stream(seed, b=2, segments=3, t=4, f=6):
   return np.random.default_rng(seed).normal(size=(b, segments * t, f)).astype(np.float32)
 
 
+def _check_carry(mem, x, m, seen):
+  """The carry after ``seen`` steps: the last min(m, seen) inputs, right-aligned, empty
+  slots before them."""
+  n = min(m, seen)
+  np.testing.assert_array_equal(mem.states[:, m - n :], x[:, seen - n : seen])
+  np.testing.assert_array_equal(mem.states[:, : m - n], 0)
+  np.testing.assert_array_equal(mem.valid, np.arange(m)[None, :].repeat(2, 0) >= m - n)
+
+
 class CarryTest(parameterized.TestCase):
-  @parameterized.parameters(3, 6)  # M < T, M > T (T = 4)
-  def test_carry_holds_exactly_the_last_states_after_each_segment(self, m):
+  def test_carry_holds_exactly_the_last_states_when_m_is_below_t(self):
     x = _stream(0)
-    layer = XLAttention(num_heads=2, memory_length=m)
+    layer = XLAttention(num_heads=2, memory_length=3)  # T = 4
     mem = layer.initialize_carry((2, 4, 6))
     params = layer.init(jax.random.key(0), mem, x[:, :4])
     step = jax.jit(layer.apply)
     for s in range(3):
       mem, _ = step(params, mem, x[:, 4 * s : 4 * s + 4])
-      seen = 4 * (s + 1)
-      # The last min(m, seen) inputs, right-aligned; empty slots before them.
-      n = min(m, seen)
-      np.testing.assert_array_equal(mem.states[:, m - n :], x[:, seen - n : seen])
-      np.testing.assert_array_equal(mem.states[:, : m - n], 0)
-      np.testing.assert_array_equal(mem.valid, np.arange(m)[None, :].repeat(2, 0) >= m - n)
+      _check_carry(mem, x, 3, 4 * (s + 1))
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_segments_equal_one_pass_over_the_whole_sequence(self):
-    # With M >= everything seen before, segment s attends exactly as the unsegmented layer.
+    # With M >= everything seen before, segment s attends exactly as the unsegmented layer;
+    # M = 8 = 2 T: the carry is partly empty, then full, then drops the oldest segment.
     x = _stream(1)
     layer = XLAttention(num_heads=2, memory_length=8)
     mem = layer.initialize_carry((2, 4, 6))
@@ -44,6 +48,7 @@ class CarryTest(parameterized.TestCase):
     for s in range(3):
       mem, y = step(params, mem, x[:, 4 * s : 4 * s + 4])
       np.testing.assert_allclose(y, whole[:, 4 * s : 4 * s + 4], atol=1e-5)
+      _check_carry(mem, x, 8, 4 * (s + 1))
 
 
 def test_scan_over_segments_and_no_gradient_into_the_memory():
