@@ -24,7 +24,12 @@ from memjax.layers.relative import (
   xl_relative_attention,
   xl_relative_logits,
 )
-from memjax.layers.sharded_knn import sharded_knn_read, sharded_kv_read, sharded_top_k_read
+from memjax.layers.sharded_knn import (
+  shard_knn_memory,
+  sharded_knn_read,
+  sharded_kv_read,
+  sharded_top_k_read,
+)
 from memjax.layers.window import SlidingWindowAttention, band_mask, sliding_window_attention
 
 __all__ = [
@@ -47,6 +52,7 @@ __all__ = [
   "sinusoidal_embedding",
   "xl_relative_attention",
   "xl_relative_logits",
+  "shard_knn_memory",
   "sharded_knn_read",
   "sharded_kv_read",
   "sharded_top_k_read",

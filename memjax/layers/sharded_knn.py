@@ -205,4 +205,29 @@ def sharded_knn_read(
   return read.astype(jnp.result_type(query, memory.values)), found
 
 
-__all__ = ["sharded_top_k_read", "sharded_kv_read", "sharded_knn_read"]
+def shard_knn_memory(memory: KVState, mesh: Mesh, axis_name: str) -> KVState:
+  """Places kNN stores (leaves ``[*B, H, N, ...]``) with their N slots split over
+  ``axis_name``, so :func:`sharded_knn_read` reads each device's slots where they lie.
+
+  Args:
+    memory: stores from ``init_knn_memory`` (keys ``[*B, H, N, D]``).
+    mesh: the device mesh.
+    axis_name: the mesh axis of the slots; N must be divisible by its size.
+
+  Returns:
+    The same stores, placed (``step [*B, H]`` replicated).
+  """
+  nb = memory.keys.ndim - 3
+  _shards(mesh, axis_name, memory.keys.shape[-2])
+  slot_axis = nb + 1
+
+  def place(a: jax.Array) -> jax.Array:
+    spec = [None] * a.ndim
+    if a.ndim > slot_axis:
+      spec[slot_axis] = axis_name
+    return jax.device_put(a, NamedSharding(mesh, PartitionSpec(*spec)))
+
+  return jax.tree.map(place, memory)
+
+
+__all__ = ["sharded_top_k_read", "sharded_kv_read", "sharded_knn_read", "shard_knn_memory"]

@@ -10,6 +10,7 @@ from memjax.layers import (
   KNNMemoryAttention,
   init_knn_memory,
   knn_read,
+  shard_knn_memory,
   sharded_knn_read,
   sharded_kv_read,
   sharded_top_k_read,
@@ -77,9 +78,12 @@ def test_sharded_knn_read_equals_knn_read_for_every_shard_count():
   )
   qq = jnp.asarray(rng.normal(size=(2, 7, 3, 4)), jnp.float32)
   want_read, want_found = jax.jit(lambda m, a: knn_read(m, a, 5))(mem, qq)
+  placed = shard_knn_memory(mem, _mesh(8), "memory")
+  assert placed.keys.sharding.spec == jax.sharding.PartitionSpec(None, None, "memory", None)
+  assert placed.keys.addressable_shards[0].data.shape == (2, 3, 2, 4)  # 16 / 8 slots each
   for shards in SHARDS:
     read, found = jax.jit(lambda m, a, s=shards: sharded_knn_read(m, a, 5, _mesh(s), "memory"))(
-      mem, qq
+      placed if shards == 8 else mem, qq
     )
     np.testing.assert_allclose(read, want_read, atol=1e-6)
     np.testing.assert_array_equal(found, want_found)
