@@ -14,13 +14,14 @@ from memjax.memory import kv
 from tests.layers import _refs
 
 _read = jax.jit(knn_read, static_argnames=("k", "similarity"))
+_write = jax.jit(write_segment)
 
 
 def _filled(seed, b=2, h=2, n=6, d=4, dv=3, t=6):
   rng = np.random.default_rng(seed)
   keys = rng.normal(size=(b, t, h, d)).astype(np.float32)
   values = rng.normal(size=(b, t, h, dv)).astype(np.float32)
-  mem = write_segment(init_knn_memory((b,), h, n, d, dv), keys, values)
+  mem = _write(init_knn_memory((b,), h, n, d, dv), keys, values)
   return mem, keys, values, rng
 
 
@@ -55,7 +56,7 @@ def test_partially_filled_memory_ignores_empty_slots_and_empty_memory_reads_noth
   q = rng.normal(size=(2, 5, 2, 4)).astype(np.float32)
   read, found = _read(empty, q, k=6)
   assert not np.any(found) and np.all(np.asarray(read) == 0)
-  read, found = _read(write_segment(empty, keys, values), q, k=6)
+  read, found = _read(_write(empty, keys, values), q, k=6)
   np.testing.assert_allclose(read, _refs.multi_head(q, keys, values, lambda *_: True), atol=1e-5)
 
 
@@ -69,7 +70,7 @@ def test_ring_write_equals_kv_write_batch():
     k = rng.normal(size=(1, t, 1, 3)).astype(np.float32)
     v = rng.normal(size=(1, t, 1, 2)).astype(np.float32)
     m = rng.random((1, t)) < 0.7
-    mem = write_segment(mem, k, v, jnp.asarray(m))
+    mem = _write(mem, k, v, jnp.asarray(m))
     ref = kv.write_batch(ref, k[0, :, 0], v[0, :, 0], jnp.asarray(m[0]), policy="ring")
   for got, want in zip(mem, ref, strict=True):
     np.testing.assert_array_equal(np.asarray(got)[0, 0], want)
@@ -143,7 +144,7 @@ def test_bf16_memory_is_finite_and_close_to_float32():
   mem, keys, values, rng = _filled(6)
   q = 3 * rng.normal(size=(2, 5, 2, 4)).astype(np.float32)
   r32, _ = _read(mem, q, k=6)
-  mem16 = write_segment(
+  mem16 = _write(
     init_knn_memory((2,), 2, 6, 4, 3, jnp.bfloat16), jnp.asarray(keys), jnp.asarray(values)
   )
   r16, _ = _read(mem16, jnp.asarray(q, jnp.bfloat16), k=6)

@@ -20,6 +20,10 @@ from memjax.memory import kv
 from memjax.ops import top_k_read
 
 SHARDS = (1, 2, 4, 8)
+# The unsharded reference, jitted (one compile per k).
+_plain = jax.jit(
+  lambda q, keys, values, mask, k: top_k_read(q, keys, values, k, mask=mask), static_argnums=4
+)
 
 
 def _mesh(s):
@@ -43,10 +47,10 @@ def test_eight_fake_devices():
 
 
 # Every shard count; k below and above the per-shard capacity N / S.
-@pytest.mark.parametrize("shards, k", [(1, 6), (2, 6), (4, 3), (4, 6), (8, 1), (8, 6)])
+@pytest.mark.parametrize("shards, k", [(1, 6), (2, 6), (4, 3), (8, 6)])
 def test_sharded_top_k_equals_unsharded(shards, k):
   q, keys, values, mask = _memory(0)
-  want = top_k_read(q, keys, values, k, mask=mask)
+  want = _plain(q, keys, values, mask, k)
   got = jax.jit(lambda a, b, c, m: sharded_top_k_read(a, b, c, k, _mesh(shards), "memory", m))(
     q, keys, values, mask
   )
@@ -71,7 +75,7 @@ def test_sharded_kv_read_equals_kv_read():
 
 def test_sharded_knn_read_equals_knn_read_for_every_shard_count():
   rng = np.random.default_rng(2)
-  mem = write_segment(
+  mem = jax.jit(write_segment)(
     init_knn_memory((2,), 3, 16, 4, 5),
     jnp.asarray(rng.normal(size=(2, 11, 3, 4)), jnp.float32),
     jnp.asarray(rng.normal(size=(2, 11, 3, 5)), jnp.float32),
@@ -103,7 +107,7 @@ def test_gradients_equal_unsharded():
   sharded = jax.grad(
     loss(lambda a, b, c: sharded_top_k_read(a, b, c, 3, mesh, "memory", mask)), (0, 1, 2)
   )
-  plain = jax.grad(loss(lambda a, b, c: top_k_read(a, b, c, 3, mask=mask)), (0, 1, 2))
+  plain = jax.jit(jax.grad(loss(lambda a, b, c: top_k_read(a, b, c, 3, mask=mask)), (0, 1, 2)))
   for g, w in zip(jax.jit(sharded)(q, keys, values), plain(q, keys, values), strict=True):
     np.testing.assert_allclose(g, w, atol=1e-5)
 
