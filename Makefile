@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/restarts.py
 	$(PY) benchmarks/replay.py
 	$(PY) benchmarks/meta.py
+	$(PY) benchmarks/store.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check memjax experiments tests benchmarks

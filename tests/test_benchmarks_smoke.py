@@ -204,3 +204,20 @@ def test_meta_benchmark_smoke(clean_env):
   for setting, c in cost.items():
     rate = {r["algorithm"]: r["memjax"] for r in figures if r["setting"] == setting}
     assert c["memjax"] == pytest.approx(rate["fomaml"] / rate["maml"], abs=0.006)
+
+
+def test_store_benchmark_smoke(clean_env):
+  records = _run(clean_env(JAX_PLATFORMS="cpu"), "store.py", "--smoke")
+  env = _one(records, "environment")
+  assert env["jax_backend"] == "cpu"
+  build = _one(records, "build_rows_per_s")
+  assert build["value"] == pytest.approx(build["n"] / build["seconds"], rel=0.1)
+  faiss = [r for r in records if r["figure"] == "faiss"]
+  for name in ("query_per_s_resident", "query_per_s_streamed"):
+    r = _one(records, name)
+    assert r["value"] > 0 and len(r["all_s"]) >= 2 and r["min_s"] == min(r["all_s"])
+    assert r["median_s"] == pytest.approx(statistics.median(r["all_s"]), abs=1.1e-6)
+    assert r["value"] == pytest.approx(r["queries"] / r["median_s"], rel=1e-3)
+    if faiss:  # exact top-k on both sides: the same rows
+      assert r["agreement"] == 1.0
+      assert r["ratio_to_faiss"] == pytest.approx(r["value"] / faiss[0]["value"], rel=2e-3)

@@ -26,6 +26,8 @@ _PACKAGES = (
   "memjax.train",
   "memjax.meta",
   "memjax.continual",
+  "memjax.knowledge",
+  "memjax.layers",
 )
 
 

@@ -39,6 +39,8 @@ def test_unknown_name_names_the_package(package):
   [
     ("memjax", "meta", "memjax.meta"),
     ("memjax", "continual", "memjax.continual"),
+    ("memjax", "knowledge", "memjax.knowledge"),
+    ("memjax.data", "facts", "memjax.data.facts"),
     ("memjax.data", "omniglot", "memjax.data.omniglot"),
     ("memjax.data", "sinusoid", "memjax.data.sinusoid"),
     ("memjax.data.omniglot", "Omniglot", "memjax.data.omniglot.builder"),

@@ -26,6 +26,7 @@ _LAZY = {
   "omniglot": ("memjax.data.omniglot", None),
   "digits": ("memjax.data.digits", None),
   "sinusoid": ("memjax.data.sinusoid", None),
+  "facts": ("memjax.data.facts", None),
   "Babi": ("memjax.data.babi.builder", "Babi"),
   "BabiArrays": ("memjax.data.babi.arrays", "BabiArrays"),
   "load_arrays": ("memjax.data.babi.arrays", "load_arrays"),
