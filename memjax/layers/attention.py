@@ -159,6 +159,21 @@ def causal_mask(num_queries: int, num_keys: int, offset: int | None = None) -> j
   return j <= i
 
 
+def and_masks(a: jax.Array | None, b: jax.Array | None) -> jax.Array | None:
+  """``a & b`` of two bool masks of any broadcastable shapes (None = all True)."""
+  if a is None or b is None:
+    return b if a is None else a
+  a, b = _checks.as_array("mask", a), _checks.as_array("mask", b)
+  for m in (a, b):
+    if jnp.result_type(m) != jnp.bool_:
+      raise TypeError(f"mask must be boolean, got {jnp.result_type(m)}")
+  try:
+    shape = jnp.broadcast_shapes(a.shape, b.shape)
+  except ValueError:
+    raise ValueError(f"masks of shapes {a.shape} and {b.shape} do not broadcast") from None
+  return jnp.broadcast_to(a, shape) & jnp.broadcast_to(b, shape)
+
+
 def head_dim(features: int, num_heads: int, name: str = "qkv_features") -> int:
   """``features // num_heads``; raises ValueError naming both when it does not divide."""
   _checks.check_size("num_heads", num_heads)
@@ -252,8 +267,7 @@ class MultiHeadAttention(nn.Module):
       self, x, context, self.num_heads, self.qkv_features, self.use_bias, self.dtype
     )
     if self.causal:
-      causal = causal_mask(x.shape[-2], context.shape[-2])
-      mask = causal if mask is None else jnp.logical_and(mask, causal)
+      mask = and_masks(mask, causal_mask(x.shape[-2], context.shape[-2]))
     rng = None
     if not deterministic and self.dropout_rate > 0.0:
       rng = self.make_rng("dropout")
@@ -267,6 +281,7 @@ __all__ = [
   "attention_weights",
   "dot_product_attention",
   "causal_mask",
+  "and_masks",
   "head_dim",
   "project_qkv",
   "project_out",

@@ -20,7 +20,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from memjax.layers.attention import causal_mask, dot_product_attention, project_out, project_qkv
+from memjax.layers.attention import (
+  and_masks,
+  causal_mask,
+  dot_product_attention,
+  project_out,
+  project_qkv,
+)
 from memjax.memory.persistent import _persistent_init, with_persistent
 from memjax.ops import _checks
 
@@ -123,9 +129,7 @@ class PersistentAttention(nn.Module):
     t = x.shape[-2]
     q, k, v = project_qkv(self, x, x, self.num_heads, self.qkv_features, True, self.dtype)
     full = causal_mask(t, t) if self.causal else jnp.ones((t, t), bool)
-    if mask is not None:
-      shape = jnp.broadcast_shapes(full.shape, jnp.shape(mask))
-      full = jnp.broadcast_to(full, shape) & jnp.broadcast_to(mask, shape)
+    full = and_masks(full, mask)
     tokens = PersistentTokens(
       self.num_heads, self.num_persistent, q.shape[-1], self.dtype or jnp.float32, name="tokens"
     )

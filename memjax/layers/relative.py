@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from memjax.layers.attention import (
   _check_qkv,
+  and_masks,
   causal_mask,
   dot_product_attention,
   head_dim,
@@ -301,6 +302,11 @@ class XLRelativeAttention(nn.Module):
         f"got {memory.shape}"
       )
     m = memory.shape[-2]
+    if features % 2:
+      raise ValueError(
+        f"x has {features} features (shape {x.shape}); the sinusoidal relative encoding R "
+        "needs an even feature size"
+      )
     qkv = self.qkv_features or features
     dh = head_dim(qkv, self.num_heads)
     dense = lambda name: nn.DenseGeneral(
@@ -324,9 +330,7 @@ class XLRelativeAttention(nn.Module):
         )
       seen = jnp.concatenate([memory_mask, jnp.ones((*x.shape[:-2], t), bool)], axis=-1)
       full = full & seen[..., None, None, :]
-    if mask is not None:
-      shape = jnp.broadcast_shapes(full.shape, jnp.shape(mask))
-      full = jnp.broadcast_to(full, shape) & jnp.broadcast_to(mask, shape)
+    full = and_masks(full, mask)
     out = xl_relative_attention(q, k, v, rel_keys, u, v_bias, full)
     return project_out(self, out, self.out_features or features, False, self.dtype)
 

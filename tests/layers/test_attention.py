@@ -110,6 +110,18 @@ def test_module_matches_numpy_and_is_causal():
   np.testing.assert_allclose(y, ref, atol=1e-5)
 
 
+def test_module_padding_mask_with_batch_axes_combines_with_causal():
+  x = np.random.default_rng(9).normal(size=(2, 4, 6)).astype(np.float32)
+  pad = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)[:, None, None, :]  # [B, 1, 1, T]
+  layer = MultiHeadAttention(num_heads=2, causal=True)
+  params = layer.init(jax.random.key(0), x)
+  y = layer.apply(params, x, mask=pad)
+  full = np.tril(np.ones((4, 4), bool))[None, None] & pad
+  np.testing.assert_allclose(
+    y, MultiHeadAttention(num_heads=2).apply(params, x, mask=full), atol=1e-6
+  )
+
+
 def test_errors_name_the_problem():
   q, k, v = _qkv(8)
   with pytest.raises(ValueError, match="must be divisible by num_heads"):

@@ -146,6 +146,8 @@ def test_errors_name_the_problem():
     XLRelativeAttention(num_heads=2).init(
       jax.random.key(0), jnp.ones((1, 2, 8)), jnp.ones((1, 2, 6))
     )
+  with pytest.raises(ValueError, match="needs an even feature size"):
+    XLRelativeAttention(num_heads=1).init(jax.random.key(0), jnp.ones((1, 2, 5)))
   q = jnp.ones((1, 3, 2, 4))
   with pytest.raises(ValueError, match="rel_keys must have shape"):
     xl_relative_logits(q, q, jnp.ones((4, 2, 4)), jnp.ones((2, 4)), jnp.ones((2, 4)))
