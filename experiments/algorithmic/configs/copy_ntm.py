@@ -7,6 +7,10 @@ Command:
 Expected: the held-out cost falls below 0.1 bit errors per sequence (lengths 1-20) well
 before the LSTM baseline (configs/copy_lstm.py) and stays low at length 40; see
 ``results.json`` (``sequences_to_converge``, ``length_generalisation``) and the PNGs.
+
+Measured at 1f439d8 (2-core Xeon, AVX-512), ``--config.seed=0..3``: converged at 6,000 /
+5,500 / 4,500 / 5,500 sequences; after 60,000 sequences 0 bit errors per sequence at lengths
+10, 20, 40, 80 and 120 for every seed (after 20,000, length 80 had 1.2 / 0 / 1.3 / 5.0).
 """
 
 import ml_collections
