@@ -10,6 +10,7 @@ kill, progress, history in ``workdir/metrics.jsonl``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from typing import Any, NamedTuple
@@ -122,6 +123,11 @@ def _rounds(config, name: str) -> int:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from ``workdir``), evaluates and writes ``results.json``.
 
+  With ``config.seeds`` empty, one run from ``config.seed`` in ``workdir``; otherwise one
+  run per seed under ``workdir/runs/seed=S/`` (``memjax.train.run_all``: each resumes on
+  its own, a finished one is read back), and ``workdir/results.json`` holds every seed's
+  figures with their mean, spread and counts (:func:`seed_summary`).
+
   Args:
     config: see ``experiments/algorithmic/configs/copy_ntm.py``.
     workdir: output directory (checkpoints, metrics.jsonl, ``results.json``, PNG plots).
@@ -129,6 +135,100 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns:
     The metrics written to ``results.json``.
   """
+  seeds = tuple(int(s) for s in (config.get("seeds") or ()))
+  if not seeds:
+    return train_one(config, workdir)
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"config.seeds={seeds} repeats a seed")
+
+  def one(run, directory):
+    run_config = copy.deepcopy(config)
+    run_config.seed, run_config.seeds = run.spec["seed"], ()
+    metrics = train_one(run_config, directory)
+    return {k: metrics[k] for k in PER_SEED_FIELDS}
+
+  results, wall = train.run_all(workdir, train.grid(seed=list(seeds)), one)
+  metrics = seed_summary(results, config.converged_bit_errors)
+  metrics["paper"] = config.paper_note
+  print(seed_table(config.name, metrics), flush=True)
+  train.write_results(workdir, metrics, config, wall)
+  return metrics
+
+
+PER_SEED_FIELDS = (
+  "steps",
+  "sequences_to_converge",
+  "final_bits_per_sequence",
+  "final_bit_errors_per_sequence",
+  "length_generalisation",
+  "train_steps_per_second",
+)
+
+
+def _mean_sd(values: list[float]) -> dict[str, Any]:
+  if not values:
+    return {"mean": None, "sd": None, "n": 0}
+  a = np.asarray(values, np.float64)
+  return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": a.size}
+
+
+def seed_summary(results: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+  """Every seed's figures and their summary.
+
+  ``sequences_to_converge``: mean and sd over the seeds that converged, and how many did;
+  per evaluated length: the bit errors' mean and sd over every seed and the number of seeds
+  below ``threshold`` bit errors per sequence.
+  """
+  per_seed = [
+    {"seed": r["spec"]["seed"], **{k: r[k] for k in PER_SEED_FIELDS if k in r}} for r in results
+  ]
+  converged = [
+    r["sequences_to_converge"] for r in per_seed if r["sequences_to_converge"] is not None
+  ]
+  lengths = {}
+  for n in per_seed[0]["length_generalisation"]:
+    errors = [r["length_generalisation"][n]["bit_errors"] for r in per_seed]
+    lengths[n] = {
+      "bit_errors": _mean_sd(errors),
+      "seeds_below_threshold": int(sum(e < threshold for e in errors)),
+    }
+  return {
+    "seeds": [r["seed"] for r in per_seed],
+    "converged_seeds": len(converged),
+    "sequences_to_converge": _mean_sd(converged),
+    "final_bit_errors_per_sequence": _mean_sd(
+      [r["final_bit_errors_per_sequence"] for r in per_seed]
+    ),
+    "length_generalisation": lengths,
+    "converged_bit_errors_threshold": threshold,
+    "per_seed": per_seed,
+  }
+
+
+def seed_table(name: str, metrics: dict[str, Any]) -> str:
+  """The per-seed table printed at the end of a run over seeds."""
+  lengths = list(metrics["length_generalisation"])
+  lines = [f"{name}: {len(metrics['seeds'])} seeds, bit errors per sequence at each length"]
+  lines.append(f"  {'seed':>6}{'converged at':>14}" + "".join(f"{n:>9}" for n in lengths))
+  for r in metrics["per_seed"]:
+    at = r["sequences_to_converge"]
+    row = f"  {r['seed']:>6}{at if at is not None else 'not':>14}"
+    row += "".join(f"{r['length_generalisation'][n]['bit_errors']:>9.2f}" for n in lengths)
+    lines.append(row)
+  c = metrics["sequences_to_converge"]
+  conv = f"{c['mean']:.0f} +- {c['sd']:.0f}" if c["n"] else "-"
+  lines.append(
+    f"  converged: {metrics['converged_seeds']} of {len(metrics['seeds'])} ({conv} sequences); "
+    "below the threshold at "
+    + ", ".join(
+      f"{n}: {v['seeds_below_threshold']}" for n, v in metrics["length_generalisation"].items()
+    )
+  )
+  return "\n".join(lines)
+
+
+def train_one(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """One run from ``config.seed``: trains (resuming), evaluates, writes ``results.json``."""
   log_rounds, checkpoint_rounds = _rounds(config, "log_every"), _rounds(config, "checkpoint_every")
   num_rounds = -(-config.num_steps // config.steps_per_call)
   mesh = train.data_mesh(config.num_devices or None)

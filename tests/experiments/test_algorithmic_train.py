@@ -144,3 +144,60 @@ def test_length_groups_train_step():
   groups = algorithmic.length_groups("copy", 2, **train.task_settings(config))
   state, metrics = recipes.sequence_train_steps(model, optimizer, groups, 2, 3)(state)
   assert int(state.step) == 3 and np.all(np.isfinite(metrics["bits"]))
+
+
+def test_seed_summary_against_hand_computed_figures():
+  def result(seed, at, e80):
+    lengths = {"20": {"bit_errors": 0.0, "bits": 0.0}, "80": {"bit_errors": e80, "bits": 1.0}}
+    return {
+      "spec": {"seed": seed},
+      "steps": 10,
+      "sequences_to_converge": at,
+      "final_bits_per_sequence": 0.5,
+      "final_bit_errors_per_sequence": 0.25 * seed,
+      "length_generalisation": lengths,
+      "train_steps_per_second": 1.0,
+    }
+
+  summary = train.seed_summary(
+    [result(0, 6000, 0.0), result(1, None, 7.0), result(2, 4000, 0.05), result(3, 5000, 2.0)], 0.1
+  )
+  assert summary["seeds"] == [0, 1, 2, 3] and summary["converged_seeds"] == 3
+  conv = summary["sequences_to_converge"]
+  assert conv["n"] == 3 and conv["mean"] == pytest.approx(5000.0)
+  assert conv["sd"] == pytest.approx(1000.0)  # sample sd of 6000, 4000, 5000
+  e80 = summary["length_generalisation"]["80"]
+  assert e80["seeds_below_threshold"] == 2  # 0.0 and 0.05 < 0.1
+  assert e80["bit_errors"]["mean"] == pytest.approx(9.05 / 4)
+  assert e80["bit_errors"]["sd"] == pytest.approx(np.std([0.0, 7.0, 0.05, 2.0], ddof=1))
+  assert summary["length_generalisation"]["20"]["seeds_below_threshold"] == 4
+  assert summary["final_bit_errors_per_sequence"]["mean"] == pytest.approx(0.375)
+  table = train.seed_table("copy", summary)
+  assert "converged: 3 of 4" in table and "not" in table.splitlines()[3]
+
+
+def test_several_seeds_run_each_and_summarise(tmp_path, capsys):
+  config = _tiny(copy_ntm.get_config())
+  config.seeds = (0, 1)
+  config.plots = False
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  per_seed = metrics["per_seed"]
+  assert [r["seed"] for r in per_seed] == [0, 1]
+  for r in per_seed:  # each seed's own run and results
+    with open(tmp_path / "runs" / f"seed={r['seed']}" / "results.json") as f:
+      own = json.load(f)
+    assert own["config"]["seed"] == r["seed"] and own["metrics"]["steps"] == 4
+    assert r["length_generalisation"] == own["metrics"]["length_generalisation"]
+  errors = [r["length_generalisation"]["5"]["bit_errors"] for r in per_seed]
+  assert per_seed[0]["final_bits_per_sequence"] != per_seed[1]["final_bits_per_sequence"]
+  got = metrics["length_generalisation"]["5"]["bit_errors"]
+  assert got["mean"] == pytest.approx(np.mean(errors)) and got["n"] == 2
+  with open(tmp_path / "results.json") as f:
+    assert json.load(f)["metrics"]["seeds"] == [0, 1]
+  assert "2 seeds" in capsys.readouterr().out
+  # Run again: every seed is finished and read back, not trained.
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again["per_seed"] == per_seed
+  config.seeds = (1, 1)
+  with pytest.raises(ValueError, match="repeats a seed"):
+    train.train_and_evaluate(config, str(tmp_path / "dup"))

@@ -22,6 +22,9 @@ def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.name = "copy_ntm"  # run name (progress bar, plot titles)
   config.seed = 0  # parameters and data stream
+  # (): one run from config.seed in the workdir; (0, 1, 2, 3): one run per seed under
+  # workdir/runs/seed=S/, results.json with each seed's figures, mean, sd and counts
+  config.seeds = ()
 
   config.task = ml_collections.ConfigDict()
   config.task.name = "copy"  # copy | repeat_copy | associative_recall
