@@ -53,6 +53,7 @@ def cell_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     "controller_size",
     "shift_range",
     "clip_value",
+    "clip",
   )
   return {k: m[k] for k in keys}
 

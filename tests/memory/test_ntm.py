@@ -144,12 +144,16 @@ def _np_heads(raw, write):
   return out
 
 
-def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
+def _np_step(p, state, x, num_reads, num_writes, clip=20.0, clip_kind="hard"):
   """One NTM step for one example, written with plain numpy loops.
 
   The controller is an LSTM when ``state`` carries its ``(c, h)``, else feed-forward
-  (one tanh layer, no state).
+  (one tanh layer, no state). ``clip_kind='soft'`` bounds with ``clip * tanh(v / clip)``.
   """
+  if clip_kind == "soft":
+    np_clip = lambda v, lo, hi: hi * np.tanh(v / hi)
+  else:
+    np_clip = np.clip
   memory, read_w, write_w, reads, controller = state
   inp = np.concatenate([x, reads.reshape(-1)])
   if controller:
@@ -164,10 +168,10 @@ def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
     controller = (c, h)
   else:
     h = np.tanh(inp @ p["controller"]["kernel"] + p["controller"]["bias"])
-  hc = np.clip(h, -clip, clip)
+  hc = np_clip(h, -clip, clip)
   dense = lambda name, v: v @ p[name]["kernel"] + p[name]["bias"]
-  raw_w = np.clip(dense("write_heads", hc), -clip, clip).reshape(num_writes, -1)
-  raw_r = np.clip(dense("read_heads", hc), -clip, clip).reshape(num_reads, -1)
+  raw_w = np_clip(dense("write_heads", hc), -clip, clip).reshape(num_writes, -1)
+  raw_r = np_clip(dense("read_heads", hc), -clip, clip).reshape(num_reads, -1)
   new_write_w = np.zeros_like(write_w)
   for j, head in enumerate(_np_heads(raw_w, True)):
     new_write_w[j] = refs.ntm_address(
@@ -190,16 +194,29 @@ def _np_step(p, state, x, num_reads, num_writes, clip=20.0):
       new_memory, head["key"], head["beta"], head["gate"], head["shift"], head["gamma"], read_w[j]
     )
     new_reads[j] = sum(new_read_w[j, i] * new_memory[i] for i in range(memory.shape[0]))
-  y = np.clip(dense("output", np.concatenate([hc, new_reads.reshape(-1)])), -clip, clip)
+  y = np_clip(dense("output", np.concatenate([hc, new_reads.reshape(-1)])), -clip, clip)
   return (new_memory, new_read_w, new_write_w, new_reads, controller), y
 
 
 @pytest.mark.parametrize(
-  "num_reads, num_writes, controller",
-  [(1, 1, "lstm"), (2, 2, "lstm"), (1, 1, "feedforward")],
+  "num_reads, num_writes, controller, clip",
+  [
+    (1, 1, "lstm", ("hard", 20.0)),
+    (2, 2, "lstm", ("hard", 20.0)),
+    (1, 1, "feedforward", ("hard", 20.0)),
+    (1, 1, "feedforward", ("hard", 1.5)),  # the bound binds
+    (1, 1, "lstm", ("soft", 1.5)),
+  ],
 )
-def test_cell_matches_numpy_loop_reference(num_reads, num_writes, controller):
-  cell = _cell(num_read_heads=num_reads, num_write_heads=num_writes, controller=controller)
+def test_cell_matches_numpy_loop_reference(num_reads, num_writes, controller, clip):
+  kind, bound = clip
+  cell = _cell(
+    num_read_heads=num_reads,
+    num_write_heads=num_writes,
+    controller=controller,
+    clip=kind,
+    clip_value=bound,
+  )
   xs = jax.random.bernoulli(jax.random.key(3), 0.5, (6, F)).astype(jnp.float32)
   carry, params = _init(cell, xs[0])
   # Bigger parameters than the default init, so that the heads move and sharpen.
@@ -211,7 +228,9 @@ def test_cell_matches_numpy_loop_reference(num_reads, num_writes, controller):
   apply = jax.jit(cell.apply)
   for t in range(xs.shape[0]):
     carry, y = apply(params, carry, xs[t])
-    state, y_ref = _np_step(p, state, np.asarray(xs[t], np.float64), num_reads, num_writes)
+    state, y_ref = _np_step(
+      p, state, np.asarray(xs[t], np.float64), num_reads, num_writes, bound, kind
+    )
     np.testing.assert_allclose(y, y_ref, atol=2e-4, rtol=2e-4)
     np.testing.assert_allclose(carry.memory, state[0], atol=2e-4, rtol=2e-4)
     np.testing.assert_allclose(carry.read_weights, state[1], atol=2e-4)
@@ -219,6 +238,23 @@ def test_cell_matches_numpy_loop_reference(num_reads, num_writes, controller):
   assert (carry.controller == ()) == (controller == "feedforward")
   # The weightings are not trivially the initial focus.
   assert float(jnp.max(jnp.abs(carry.write_weights - jax.nn.one_hot(0, N)[None]))) > 1e-2
+
+
+def test_clip_kinds_share_the_range_and_only_soft_keeps_a_gradient_beyond_it():
+  a = jnp.array([-50.0, -3.0, 0.5, 3.0, 50.0])
+  hard, soft = ntm.clip_fn("hard", 2.0), ntm.clip_fn("soft", 2.0)
+  np.testing.assert_allclose(hard(a), np.clip(np.asarray(a), -2, 2))
+  np.testing.assert_allclose(soft(a), 2.0 * np.tanh(np.asarray(a) / 2.0), rtol=1e-6)
+  assert float(jnp.max(jnp.abs(soft(a)))) <= 2.0
+  g_hard = jax.grad(lambda v: jnp.sum(hard(v)))(a)
+  g_soft = jax.grad(lambda v: jnp.sum(soft(v)))(a)
+  np.testing.assert_array_equal(g_hard, [0.0, 0.0, 1.0, 0.0, 0.0])
+  np.testing.assert_allclose(g_soft, 1.0 - np.tanh(np.asarray(a) / 2.0) ** 2, rtol=1e-5)
+  assert float(g_soft[3]) > 0.0
+  with pytest.raises(ValueError, match="clip='tanh' must be one of"):
+    ntm.clip_fn("tanh", 2.0)
+  with pytest.raises(ValueError, match="clip='tanh' must be one of"):
+    _init(_cell(clip="tanh"), jnp.zeros((F,)))
 
 
 # ------------------------------------------------------------------ carry protocol

@@ -42,6 +42,7 @@ def get_config(arg=None):
   config.model.controller_size = 100  # controller hidden size
   config.model.shift_range = 1  # shifts -1, 0, +1
   config.model.clip_value = 20.0  # controller output / logit clipping (Collier & Beel 2018)
+  config.model.clip = "hard"  # hard: jnp.clip | soft: clip_value * tanh(x / clip_value)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "rmsprop"  # rmsprop | adam
