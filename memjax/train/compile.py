@@ -3,7 +3,9 @@
 On CPU, XLA (jaxlib 0.10) hands reductions and elementwise fusions to YNNPACK library
 fusions by default. For the small, many-op steps of memjax's models this is slower than
 XLA's own loop emitter: MemN2N's joint bAbI epoch (PE, 3 hops, d=50, batch 32) runs
-about 1.6x faster with them off (2 shared CPU cores; ``benchmarks/memn2n.py``).
+about 1.6x faster with them off (2 shared CPU cores; ``benchmarks/memn2n.py``). They are
+not a rule: ``make_train_steps(xla_options=...)`` takes others, and ``memjax.meta`` keeps
+XLA's defaults, ~1.15x faster for MAML's small MLPs (``benchmarks/meta.py --xla_options``).
 """
 
 from __future__ import annotations
