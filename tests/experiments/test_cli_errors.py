@@ -162,7 +162,7 @@ def test_guarded_leaves_programming_errors_alone(monkeypatch):
     main()
 
 
-@pytest.mark.parametrize("study", ["babi", "algorithmic", "continual", "meta"])
+@pytest.mark.parametrize("study", ["babi", "algorithmic", "continual", "meta", "facts"])
 def test_study_binaries_refuse_stray_arguments(study, tmp_path, clean_env):
   proc = _run(
     clean_env, f"experiments.{study}.main", f"--workdir={tmp_path}", "--config=x.py", "stray"
