@@ -524,8 +524,8 @@ class NTMCell(nn.RNNCellBase, _nnx.HasNNXTwin):
     clip_value: controller outputs and logits are clipped to ``[-clip_value, clip_value]``.
     clip: ``'hard'`` (``jnp.clip``, as Collier & Beel) or ``'soft'`` (``clip_value *
       tanh(a / clip_value)``: a saturated output keeps a gradient; on associative recall
-      with the feed-forward controller 4 of 4 seeds converged with it, 2 of 4 with
-      ``'hard'``: ``experiments/algorithmic/configs/recall_ntm_ff.py``).
+      with the feed-forward controller 4 of 4 seeds converged with it (3 still at 60k
+      sequences), 2 of 4 with ``'hard'``: ``experiments/algorithmic/configs/recall_ntm_ff.py``).
     memory_init: the constant the memory starts at.
     remat_memory: recompute the memory step (addressing, write, read) in the backward pass
       from its inputs instead of storing its ``[N, W]``-sized intermediates for every time

@@ -31,8 +31,10 @@ side, or a head parameter pinned at the bound, cannot be pulled back (the collap
 worst sequences cost 100-200 bits throughout, confidently wrong outputs at the +-20 logit
 bound). With ``config.model.clip='soft'`` (``20 tanh(x / 20)``, the same range with a
 gradient everywhere; the default here since), seeds 0-3 converge at 7,500 / 5,000 / 8,000 /
-5,000 sequences and are converged at 30,000 (0.0-0.03 bit errors; at 6 / 8 / 12 items at most
-0.0 / 0.13 / 0.46); seed 0 rose to 3.8 once in between and recovered.
+5,000 sequences and are converged at 30,000 (0.0-0.03 bit errors); at 60,000 seeds 0, 2, 3
+still are (0.0-0.04; at 12 items 0.02 / 0.14 / 0.66) and seed 1 collapsed at ~31,000
+(training cost 0.2 -> 21 bits within 1,500 sequences): a cause of collapse remains. Seed 0
+rose to 3.8 once in between and recovered.
 """
 
 from experiments.algorithmic.configs import recall_ntm
@@ -43,7 +45,7 @@ def get_config(arg=None):
   config = recall_ntm.get_config(arg)
   config.name = "recall_ntm_ff"
   config.model.controller = "feedforward"  # lstm | feedforward
-  # A saturated output or head parameter keeps a gradient: 4 of 4 seeds converge and stay
-  # converged to 30k with it, 2 of 4 with 'hard' (see above).
+  # A saturated output or head parameter keeps a gradient: 4 of 4 seeds converge (3 still
+  # converged at 60k) with it, 2 of 4 with 'hard' (see above).
   config.model.clip = "soft"
   return config
